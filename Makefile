@@ -1,0 +1,62 @@
+# bucketfn — the two commands a newcomer needs: `make up` and `make test`.
+# Without a Docker engine (dev machines, CI) MinIO and RabbitMQ run natively:
+# MinIO built from source with `go install`, RabbitMQ from Debian's package.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STATE ?= .state
+export BUCKETFN_STATE := $(abspath $(STATE))
+
+.PHONY: up down test lint unit venv servers init run stop-runtime bench clean
+
+$(BIN)/bucketfn: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/bucketfn
+
+servers:
+	infra/local/rabbitmq.sh start
+	infra/local/minio.sh start
+
+init: venv servers
+	$(BIN)/bucketfn init
+
+## up: everything from nothing — servers, buckets and queues, and the runtime.
+up:
+	@if docker info >/dev/null 2>&1; then docker compose up -d --build; else \
+	  $(MAKE) --no-print-directory init run; fi
+
+run: venv
+	@infra/local/runtime.sh start
+
+stop-runtime:
+	@infra/local/runtime.sh stop
+
+## down: stop only what `make up` started.
+down:
+	@if docker info >/dev/null 2>&1; then docker compose down; else \
+	  infra/local/runtime.sh stop; infra/local/minio.sh stop; infra/local/rabbitmq.sh stop; fi
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -m "not integration and not e2e" -q
+
+## test: lint, types, then every test tier against real MinIO and RabbitMQ.
+test: venv
+	$(MAKE) --no-print-directory lint
+	infra/local/test.sh $(BIN)/pytest $(PYTEST_ARGS)
+
+bench: venv servers
+	$(BIN)/python -m tests.bench
+
+clean: down
+	rm -rf $(STATE)

@@ -1,0 +1,159 @@
+"""RabbitMQ through aio-pika: topology, confirmed publishing, consuming.
+
+Every queue is a durable quorum queue. Every publish waits for the broker's
+confirm and is ``mandatory``, so a message routed nowhere comes back as an
+error instead of vanishing; a consumed message is acked only after whatever
+replaces it (a function message, a retry, a dead letter) is confirmed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractQueue,
+    AbstractRobustConnection,
+    ExchangeType,
+)
+from aio_pika.exceptions import AMQPError, DeliveryError
+
+from runtime import names
+from runtime.errors import BrokerError
+from runtime.retry import tiers_for
+
+if TYPE_CHECKING:
+    from runtime.routing import App, Route
+    from runtime.settings import Settings
+
+# A message redelivered this many times (its consumer crashed or was killed on
+# it every time) is dead-lettered by the broker itself. RabbitMQ 4 applies a
+# default limit of 20 and *drops* the message when no dead-letter exchange is
+# set; here every queue with a limit has one.
+DELIVERY_LIMIT = 10
+
+_QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
+
+
+def _dead_letter_to(queue: str) -> dict[str, Any]:
+    # at-least-once dead-lettering keeps a message in its source queue until the
+    # target confirms it; it requires reject-publish overflow.
+    return {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": queue,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+def queue_arguments(settings: Settings, app: App) -> dict[str, dict[str, Any]]:
+    """Every queue bucketfn needs, with its arguments; the topology as data."""
+    queues: dict[str, dict[str, Any]] = {
+        names.INGRESS: {
+            **_QUORUM,
+            "x-delivery-limit": DELIVERY_LIMIT,
+            **_dead_letter_to(names.INGRESS_DLQ),
+        },
+        names.INGRESS_DLQ: dict(_QUORUM),
+    }
+    for route in app.routes:
+        queues.update(function_queues(route))
+    return queues
+
+
+def function_queues(route: Route) -> dict[str, dict[str, Any]]:
+    """The work queue, dead-letter queue and delay tiers of one function."""
+    work = names.function_queue(route.name)
+    out: dict[str, dict[str, Any]] = {
+        work: {
+            **_QUORUM,
+            "x-delivery-limit": DELIVERY_LIMIT,
+            **_dead_letter_to(names.dead_letter_queue(route.name)),
+        },
+        names.dead_letter_queue(route.name): dict(_QUORUM),
+    }
+    for tier in tiers_for(route.retry):
+        out[names.retry_queue(route.name, tier)] = {
+            **_QUORUM,
+            # Static per queue: RabbitMQ expires messages in order, at the head.
+            "x-message-ttl": tier,
+            **_dead_letter_to(work),
+        }
+    return out
+
+
+class Broker:
+    """One connection; a confirming publisher channel; consumer channels on demand."""
+
+    def __init__(self, connection: AbstractRobustConnection, publisher: AbstractChannel) -> None:
+        self.connection = connection
+        self._pub = publisher
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, settings: Settings) -> AsyncIterator[Broker]:
+        """Connect (reconnecting on failure) and open the publisher channel."""
+        try:
+            connection = await aio_pika.connect_robust(
+                settings.amqp_url.get_secret_value(),
+                client_properties={"connection_name": "bucketfn"},
+            )
+        except (AMQPError, OSError) as exc:
+            raise BrokerError(f"cannot connect to RabbitMQ: {exc}") from exc
+        async with connection:
+            publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            yield cls(connection, publisher)
+
+    async def declare(self, settings: Settings, app: App) -> None:
+        """Declare the exchange MinIO publishes to, every queue, and the ingress binding.
+
+        Idempotent. The exchange is declared exactly as MinIO declares it before
+        each publish (durable, not auto-deleted, not internal, no arguments).
+        """
+        channel = self._pub
+        exchange = await channel.declare_exchange(
+            settings.exchange,
+            ExchangeType(settings.exchange_type),
+            durable=True,
+            auto_delete=False,
+            internal=False,
+        )
+        for name, arguments in queue_arguments(settings, app).items():
+            await channel.declare_queue(name, durable=True, arguments=arguments)
+        ingress = await channel.get_queue(names.INGRESS, ensure=False)
+        await ingress.bind(exchange, routing_key=settings.routing_key)
+
+    async def publish(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        expiration_ms: int | None = None,
+    ) -> None:
+        """Publish to ``queue`` and wait for the broker's confirm."""
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers=dict(headers or {}),
+            message_id=message_id,
+            expiration=timedelta(milliseconds=expiration_ms) if expiration_ms else None,
+        )
+        try:
+            await self._pub.default_exchange.publish(message, routing_key=queue, mandatory=True)
+        except DeliveryError as exc:
+            raise BrokerError(f"publish to {queue!r} not confirmed: {exc}") from exc
+        except (AMQPError, OSError) as exc:
+            raise BrokerError(f"publish to {queue!r} failed: {exc}") from exc
+
+    async def consumer(self, queue: str, prefetch: int) -> tuple[AbstractChannel, AbstractQueue]:
+        """A channel with its own prefetch and the queue to consume on it."""
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        return channel, await channel.get_queue(queue, ensure=False)

@@ -1,0 +1,94 @@
+"""The ``bucketfn`` command: parse, load the app by import string, configure logs, run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from runtime import logs, provision, service
+from runtime.errors import BucketfnError
+from runtime.routing import load_app
+from runtime.settings import load
+
+DEFAULT_APP = "functions:app"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bucketfn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    app_help = "the app as module:attribute (env BUCKETFN_APP, default functions:app)"
+    default_app = os.environ.get("BUCKETFN_APP", DEFAULT_APP)
+
+    p_init = sub.add_parser("init", help="create buckets, notification rules and queues")
+    p_init.add_argument("app", nargs="?", default=default_app, help=app_help)
+
+    p_run = sub.add_parser("run", help="run the router and the functions' workers")
+    p_run.add_argument("app", nargs="?", default=default_app, help=app_help)
+    p_run.add_argument(
+        "--function",
+        action="append",
+        dest="functions",
+        help="run only this function's worker (repeatable)",
+    )
+    p_run.add_argument("--no-router", action="store_true", help="do not consume the ingress queue")
+
+    p_routes = sub.add_parser("routes", help="list the routes and their queues")
+    p_routes.add_argument("app", nargs="?", default=default_app, help=app_help)
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    settings = load()
+    app = load_app(args.app)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.serve(
+        app,
+        settings,
+        stop,
+        functions=set(args.functions) if args.functions else None,
+        router=not args.no_router,
+    )
+    return 0
+
+
+async def _init(args: argparse.Namespace) -> int:
+    report = await provision.init(load_app(args.app), load())
+    sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _routes(args: argparse.Namespace) -> int:
+    from runtime import names
+
+    for r in load_app(args.app).routes:
+        suffix = ",".join(r.suffixes) or "*"
+        sys.stdout.write(
+            f"{r.name}\t{r.bucket}/{r.prefix}*{suffix}\tqueue={names.function_queue(r.name)}"
+            f"\tversion={r.version}\n"
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bucketfn`` console command."""
+    args = _parser().parse_args(argv)
+    settings = load()
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        if args.command == "run":
+            return asyncio.run(_run(args))
+        if args.command == "init":
+            return asyncio.run(_init(args))
+        return _routes(args)
+    except BucketfnError as exc:
+        sys.stderr.write(f"bucketfn: {exc}\n")
+        return 2

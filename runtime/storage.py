@@ -1,0 +1,245 @@
+"""S3 access through aioboto3: streamed reads, streamed writes, head.
+
+One client (and its connection pool) serves the whole process. Reads are
+streamed in ``read_chunk_size`` pieces — aiobotocore's default of 1 KiB would
+cost ~8× in throughput — so an object of any size needs bounded memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aioboto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runtime.errors import ObjectGone, StorageError, Superseded
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+    from runtime.settings import Settings
+
+MIB = 1024 * 1024
+PART_SIZE = 8 * MIB  # multipart part size: memory per streamed write is ~2 parts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObjectInfo:
+    """What a HEAD or PUT tells about an object."""
+
+    bucket: str
+    key: str
+    etag: str | None
+    version_id: str | None
+    size: int | None = None
+    metadata: Mapping[str, str] | None = None
+
+
+Body = bytes | AsyncIterable[bytes]
+
+
+class Storage(Protocol):
+    """The object-store seam: the S3 implementation and the in-memory harness."""
+
+    def stream(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        version_id: str | None = None,
+        etag: str | None = None,
+        chunk_size: int = MIB,
+    ) -> AsyncIterator[bytes]:
+        """Yield the object's bytes; raise Superseded if it no longer matches."""
+        ...
+
+    async def get(self, bucket: str, key: str) -> bytes | None:
+        """A small object whole, or None if absent."""
+        ...
+
+    async def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        """The object's current etag/version/metadata, or None if absent."""
+        ...
+
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Write an object atomically (single PUT, or multipart completion)."""
+        ...
+
+
+def _code(exc: ClientError) -> str:
+    err: Any = exc.response.get("Error", {})
+    return str(err.get("Code", ""))
+
+
+def translate(exc: Exception, what: str) -> StorageError:
+    """Map a botocore error to bucketfn's tree (404 → ObjectGone, 412 → Superseded)."""
+    if isinstance(exc, ClientError):
+        code = _code(exc)
+        if code in ("NoSuchKey", "NoSuchVersion", "404"):
+            return ObjectGone(f"{what}: {code}")
+        if code in ("PreconditionFailed", "412"):
+            return Superseded(f"{what}: object changed since the event ({code})")
+        return StorageError(f"{what}: {code}: {exc}")
+    return StorageError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class _Reader:
+    """Adapts an async iterator of chunks to the ``read(n)`` that upload_fileobj wants."""
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._it = aiter(chunks)
+        self._buf = bytearray()
+        self._eof = False
+
+    async def read(self, n: int = -1) -> bytes:
+        while not self._eof and (n < 0 or len(self._buf) < n):
+            try:
+                self._buf += await anext(self._it)
+            except StopAsyncIteration:
+                self._eof = True
+        size = len(self._buf) if n < 0 else min(n, len(self._buf))
+        out = bytes(self._buf[:size])
+        del self._buf[:size]
+        return out
+
+
+class S3Storage:
+    """:class:`Storage` on a real S3 endpoint (MinIO)."""
+
+    def __init__(self, client: S3Client) -> None:
+        self._s3 = client
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, settings: Settings) -> AsyncIterator[S3Storage]:
+        """Open one pooled client for the process."""
+        session = aioboto3.Session()
+        config = Config(
+            max_pool_connections=settings.s3_max_connections,
+            retries={"mode": "standard", "max_attempts": 3},
+            s3={"addressing_style": "path"},
+            signature_version="s3v4",
+        )
+        async with session.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint,
+            aws_access_key_id=settings.s3_access_key,
+            aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+            region_name=settings.s3_region,
+            config=config,
+        ) as client:
+            yield cls(client)
+
+    @property
+    def client(self) -> S3Client:
+        """The raw client, for provisioning calls outside the Storage seam."""
+        return self._s3
+
+    async def stream(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        version_id: str | None = None,
+        etag: str | None = None,
+        chunk_size: int = MIB,
+    ) -> AsyncIterator[bytes]:
+        """Stream an object; pinned to the event's version (or etag via If-Match)."""
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            args["VersionId"] = version_id
+        elif etag:
+            args["IfMatch"] = f'"{etag}"'
+        try:
+            resp = await self._s3.get_object(**args)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"GET {bucket}/{key}") from exc
+        body = resp["Body"]
+        try:
+            async for chunk in body.iter_chunks(chunk_size):
+                yield chunk
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise translate(exc, f"GET {bucket}/{key} (reading body)") from exc
+        finally:
+            body.close()
+
+    async def get(self, bucket: str, key: str) -> bytes | None:
+        """A small object whole, or None if absent."""
+        try:
+            resp = await self._s3.get_object(Bucket=bucket, Key=key)
+            async with resp["Body"] as body:
+                return await body.read()
+        except (ClientError, BotoCoreError) as exc:
+            err = translate(exc, f"GET {bucket}/{key}")
+            if isinstance(err, ObjectGone):
+                return None
+            raise err from exc
+
+    async def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        """The current state of an object, or None if absent."""
+        try:
+            resp = await self._s3.head_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            err = translate(exc, f"HEAD {bucket}/{key}")
+            if isinstance(err, ObjectGone):
+                return None
+            raise err from exc
+        return ObjectInfo(
+            bucket=bucket,
+            key=key,
+            etag=resp.get("ETag", "").strip('"') or None,
+            version_id=resp.get("VersionId"),
+            size=resp.get("ContentLength"),
+            metadata=resp.get("Metadata", {}),
+        )
+
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Single PUT for bytes; multipart for a stream (atomic on completion)."""
+        extra: dict[str, Any] = {"ContentType": content_type, "Metadata": dict(metadata or {})}
+        try:
+            if isinstance(body, bytes | bytearray):
+                resp = await self._s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+                return ObjectInfo(
+                    bucket=bucket,
+                    key=key,
+                    etag=resp.get("ETag", "").strip('"') or None,
+                    version_id=resp.get("VersionId"),
+                    size=len(body),
+                )
+            config = TransferConfig(
+                multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=2
+            )
+            await self._s3.upload_fileobj(
+                _Reader(body),
+                bucket,
+                key,
+                ExtraArgs=extra,
+                Config=config,  # type: ignore[arg-type]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"PUT {bucket}/{key}") from exc
+        info = await self.head(bucket, key)
+        if info is None:
+            raise StorageError(f"PUT {bucket}/{key}: object missing right after upload")
+        return info

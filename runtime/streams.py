@@ -1,0 +1,52 @@
+"""Streaming helpers for functions: decompress and split without holding an object.
+
+Everything here takes and returns async iterators of ``bytes`` so a 2 GB
+object costs a few chunks of memory.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterable, AsyncIterator
+
+from runtime.errors import InputError
+
+MIB = 1024 * 1024
+GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip header and trailer, not raw deflate or zlib
+
+
+async def gunzip(chunks: AsyncIterable[bytes], *, out_chunk: int = MIB) -> AsyncIterator[bytes]:
+    """Decompress a (possibly multi-member) gzip stream.
+
+    Output is produced in pieces of at most ``out_chunk`` bytes, so a small,
+    highly compressed input cannot balloon memory. A truncated or corrupt
+    stream raises :class:`InputError` — retrying cannot fix the bytes.
+    """
+    d = zlib.decompressobj(GZIP_WBITS)
+    consumed = 0
+    started = False
+    async for chunk in chunks:
+        data = chunk
+        while data:
+            started = True
+            try:
+                out = d.decompress(data, out_chunk)
+            except zlib.error as exc:
+                raise InputError(f"corrupt gzip: {exc}", where=f"byte {consumed}") from None
+            if out:
+                yield out
+            if d.eof:
+                # Another gzip member may follow (as `cat a.gz b.gz` makes).
+                data = d.unused_data
+                consumed += len(chunk) - len(data)
+                d = zlib.decompressobj(GZIP_WBITS)
+                chunk = data
+                started = bool(data)
+                continue
+            data = d.unconsumed_tail
+        consumed += len(chunk)
+    tail = d.flush()
+    if tail:
+        yield tail
+    if started and not d.eof:
+        raise InputError("truncated gzip: stream ended before the end of a member")

@@ -1,0 +1,273 @@
+"""One invocation: idempotency check → handler → result record; then retry or dead-letter.
+
+The broker-facing part (decode, ack) is in :meth:`Worker.handle`; the pure
+invocation in :meth:`Worker.invoke` is what the test harness drives too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from runtime import names, retry
+from runtime.context import Context
+from runtime.errors import ObjectGone, Superseded
+from runtime.records import Attempt, DeadLetter, ErrorInfo, Invocation, Result, Source, now
+from runtime.routing import PRODUCER_META
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from aio_pika.abc import AbstractIncomingMessage
+
+    from runtime.routing import Route
+    from runtime.storage import Storage
+
+
+class Publisher(Protocol):
+    """The publishing seam (RabbitMQ with confirms, or the harness)."""
+
+    async def publish(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        expiration_ms: int | None = None,
+    ) -> None:
+        """Publish and return once the message is safely stored."""
+        ...
+
+
+class Status(Enum):
+    """How an invocation ended."""
+
+    OK = "ok"
+    DUPLICATE = "duplicate"  # a result for this very revision exists already
+    SUPERSEDED = "superseded"  # the object changed since the event
+    RETRY = "retry"
+    DEAD_LETTER = "dead-letter"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What one delivery came to."""
+
+    status: Status
+    result: Result | None = None
+    error: ErrorInfo | None = None
+
+
+def dumps(model: BaseModel) -> bytes:
+    """Models → JSON bytes via orjson (pydantic's dict first, for speed and UTC times)."""
+    return orjson.dumps(model.model_dump(mode="json"))
+
+
+class Worker:
+    """Runs one function's invocations."""
+
+    def __init__(
+        self,
+        route: Route,
+        *,
+        storage: Storage,
+        publisher: Publisher,
+        output_bucket: str,
+        chunk_size: int,
+    ) -> None:
+        self.route = route
+        self.storage = storage
+        self.publisher = publisher
+        self.output_bucket = output_bucket
+        self.chunk_size = chunk_size
+        self.log = structlog.get_logger("bucketfn.worker").bind(function=route.name)
+
+    async def handle(self, message: AbstractIncomingMessage) -> Outcome:
+        """Process one queue message; ack it only once its successor is safe."""
+        try:
+            inv = Invocation.model_validate_json(message.body)
+        except ValidationError as exc:
+            # Not ours to understand: keep it, with the reason, rather than drop it.
+            await self.publisher.publish(
+                names.dead_letter_queue(self.route.name),
+                message.body,
+                headers={"x-bucketfn-reason": f"undecodable invocation: {exc.errors()[0]['msg']}"},
+            )
+            await message.ack()
+            return Outcome(status=Status.DEAD_LETTER)
+        outcome = await self.process(inv)
+        await message.ack()
+        return outcome
+
+    async def process(self, inv: Invocation) -> Outcome:
+        """Invoke, and on failure publish the retry or the dead letter."""
+        ev = inv.event
+        log = self.log.bind(event_id=ev.event_id, bucket=ev.bucket, key=ev.key, attempt=inv.attempt)
+        started = time.monotonic()
+        try:
+            outcome = await self.invoke(inv)
+        except Exception as exc:
+            return await self._failed(inv, exc, log)
+        log.info(
+            "invocation",
+            status=outcome.status.value,
+            duration_ms=round((time.monotonic() - started) * 1000, 2),
+        )
+        return outcome
+
+    async def invoke(self, inv: Invocation) -> Outcome:
+        """Run the handler unless a result for this revision exists; write the record."""
+        ev = inv.event
+        route = self.route
+        key = names.result_key(route.name, ev.key)
+        previous = await self.storage.get(self.output_bucket, key)
+        if previous is not None and _done(previous, ev.revision):
+            return Outcome(status=Status.DUPLICATE)
+        current = await self.storage.head(ev.bucket, ev.key)
+        if current is None or not _same(current.version_id, current.etag, ev):
+            return Outcome(status=Status.SUPERSEDED)
+
+        log = self.log.bind(event_id=ev.event_id, bucket=ev.bucket, key=ev.key, attempt=inv.attempt)
+        ctx = Context(
+            function=route.name,
+            function_version=route.version,
+            event=ev,
+            attempt=inv.attempt,
+            storage=self.storage,
+            output_bucket=self.output_bucket,
+            chunk_size=self.chunk_size,
+            log=log,
+        )
+        started_at = now()
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(route.retry.timeout):
+                output = await route.handler(ev, ctx)
+        except (Superseded, ObjectGone):
+            return Outcome(status=Status.SUPERSEDED)
+        if isinstance(output, BaseModel):
+            output = output.model_dump(mode="json")
+        result = Result(
+            status="ok",
+            function=route.name,
+            function_version=route.version,
+            event_id=ev.event_id,
+            output=output,
+            outputs=tuple(ctx.outputs),
+            source=Source.of(ev),
+            attempts=inv.attempt,
+            history=inv.history,
+            started_at=started_at,
+            finished_at=now(),
+            duration_ms=round((time.monotonic() - t0) * 1000, 3),
+        )
+        await self._record(key, result)
+        return Outcome(status=Status.OK, result=result)
+
+    async def _record(self, key: str, result: Result) -> None:
+        await self.storage.put(
+            self.output_bucket,
+            key,
+            dumps(result),
+            content_type="application/json",
+            metadata={
+                PRODUCER_META: self.route.name,
+                "bucketfn-source-revision": result.source.revision,
+                "bucketfn-status": result.status,
+            },
+        )
+
+    async def _failed(self, inv: Invocation, exc: Exception, log: Any) -> Outcome:
+        route = self.route
+        error = ErrorInfo.of(exc)
+        age = (now() - inv.first_seen).total_seconds()
+        decision = retry.decide(route.retry, error=exc, attempt=inv.attempt, age=age)
+        attempt = Attempt(
+            attempt=inv.attempt,
+            at=now(),
+            error_type=error.type,
+            message=error.message,
+            fingerprint=error.fingerprint,
+            delay_ms=decision.delay_ms or None,
+        )
+        history = (*inv.history, attempt)
+        if decision.verdict is retry.Verdict.RETRY:
+            nxt = inv.model_copy(update={"attempt": inv.attempt + 1, "history": history})
+            await self.publisher.publish(
+                names.retry_queue(route.name, decision.tier_ms),
+                dumps(nxt),
+                headers={"x-bucketfn-attempt": nxt.attempt},
+                message_id=inv.event.event_id,
+                expiration_ms=decision.delay_ms,
+            )
+            log.warning(
+                "invocation failed, will retry",
+                error_type=error.type,
+                error=error.message,
+                delay_ms=decision.delay_ms,
+            )
+            return Outcome(status=Status.RETRY, error=error)
+
+        final = inv.model_copy(update={"history": history})
+        letter = DeadLetter(
+            id=f"{inv.event.event_id}-{inv.attempt}-{inv.replays}",
+            function=route.name,
+            function_version=route.version,
+            reason=decision.reason,
+            invocation=final,
+            error=error,
+        )
+        await self.publisher.publish(
+            names.dead_letter_queue(route.name),
+            dumps(letter),
+            headers={"x-bucketfn-kind": "dead-letter", "x-bucketfn-fingerprint": error.fingerprint},
+            message_id=letter.id,
+        )
+        ev = inv.event
+        result = Result(
+            status="dead-lettered",
+            function=route.name,
+            function_version=route.version,
+            event_id=ev.event_id,
+            source=Source.of(ev),
+            attempts=inv.attempt,
+            history=history,
+            started_at=attempt.at,
+            finished_at=now(),
+            duration_ms=0,
+            error=error,
+        )
+        await self._record(names.result_key(route.name, ev.key), result)
+        log.error(
+            "invocation dead-lettered",
+            reason=decision.reason,
+            error_type=error.type,
+            error=error.message,
+            fingerprint=error.fingerprint,
+            dead_letter_id=letter.id,
+        )
+        return Outcome(status=Status.DEAD_LETTER, error=error)
+
+
+def _done(previous: bytes, revision: str) -> bool:
+    try:
+        doc = orjson.loads(previous)
+        src = doc["source"]
+        prev_rev = src.get("version_id") or src.get("etag") or ""
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return False
+    return bool(doc.get("status") == "ok" and revision and prev_rev == revision)
+
+
+def _same(version_id: str | None, etag: str | None, ev: Any) -> bool:
+    if ev.version_id:
+        return bool(version_id == ev.version_id)
+    return not ev.etag or etag == ev.etag
