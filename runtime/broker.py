@@ -22,11 +22,11 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import AMQPError, DeliveryError
 
-from runtime import names
 from runtime.errors import BrokerError
 from runtime.retry import tiers_for
 
 if TYPE_CHECKING:
+    from runtime.names import Queues
     from runtime.routing import App, Route
     from runtime.settings import Settings
 
@@ -52,32 +52,33 @@ def _dead_letter_to(queue: str) -> dict[str, Any]:
 
 def queue_arguments(settings: Settings, app: App) -> dict[str, dict[str, Any]]:
     """Every queue bucketfn needs, with its arguments; the topology as data."""
+    q = settings.queues
     queues: dict[str, dict[str, Any]] = {
-        names.INGRESS: {
+        q.ingress: {
             **_QUORUM,
             "x-delivery-limit": DELIVERY_LIMIT,
-            **_dead_letter_to(names.INGRESS_DLQ),
+            **_dead_letter_to(q.ingress_dlq),
         },
-        names.INGRESS_DLQ: dict(_QUORUM),
+        q.ingress_dlq: dict(_QUORUM),
     }
     for route in app.routes:
-        queues.update(function_queues(route))
+        queues.update(function_queues(q, route))
     return queues
 
 
-def function_queues(route: Route) -> dict[str, dict[str, Any]]:
+def function_queues(q: Queues, route: Route) -> dict[str, dict[str, Any]]:
     """The work queue, dead-letter queue and delay tiers of one function."""
-    work = names.function_queue(route.name)
+    work = q.function(route.name)
     out: dict[str, dict[str, Any]] = {
         work: {
             **_QUORUM,
             "x-delivery-limit": DELIVERY_LIMIT,
-            **_dead_letter_to(names.dead_letter_queue(route.name)),
+            **_dead_letter_to(q.dead_letter(route.name)),
         },
-        names.dead_letter_queue(route.name): dict(_QUORUM),
+        q.dead_letter(route.name): dict(_QUORUM),
     }
     for tier in tiers_for(route.retry):
-        out[names.retry_queue(route.name, tier)] = {
+        out[q.retry(route.name, tier)] = {
             **_QUORUM,
             # Static per queue: RabbitMQ expires messages in order, at the head.
             "x-message-ttl": tier,
@@ -124,7 +125,7 @@ class Broker:
         )
         for name, arguments in queue_arguments(settings, app).items():
             await channel.declare_queue(name, durable=True, arguments=arguments)
-        ingress = await channel.get_queue(names.INGRESS, ensure=False)
+        ingress = await channel.get_queue(settings.queues.ingress, ensure=False)
         await ingress.bind(exchange, routing_key=settings.routing_key)
 
     async def publish(

@@ -67,12 +67,11 @@ async def _init(args: argparse.Namespace) -> int:
 
 
 def _routes(args: argparse.Namespace) -> int:
-    from runtime import names
-
+    queues = load().queues
     for r in load_app(args.app).routes:
         suffix = ",".join(r.suffixes) or "*"
         sys.stdout.write(
-            f"{r.name}\t{r.bucket}/{r.prefix}*{suffix}\tqueue={names.function_queue(r.name)}"
+            f"{r.name}\t{r.bucket}/{r.prefix}*{suffix}\tqueue={queues.function(r.name)}"
             f"\tversion={r.version}\n"
         )
     return 0

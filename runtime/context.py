@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from runtime import names
 from runtime.routing import PRODUCER_META
@@ -108,6 +109,4 @@ class Context:
 
 
 def _ascii(text: str) -> str:
-    from urllib.parse import quote
-
     return quote(text, safe="/ !$&'()*+,;=:@-._~")

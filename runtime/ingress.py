@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from runtime import events, names
+from runtime import events
 from runtime.errors import BrokerError, EventError
 from runtime.records import IngressDeadLetter, Invocation
 from runtime.worker import dumps
@@ -21,6 +21,7 @@ from runtime.worker import dumps
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractIncomingMessage
 
+    from runtime.names import Queues
     from runtime.routing import App
     from runtime.worker import Publisher
 
@@ -30,9 +31,10 @@ log = structlog.get_logger("bucketfn.router")
 class Dispatcher:
     """Parses ingress messages and publishes invocations, confirmed, before acking."""
 
-    def __init__(self, app: App, publisher: Publisher) -> None:
+    def __init__(self, app: App, publisher: Publisher, queues: Queues) -> None:
         self.app = app
         self.publisher = publisher
+        self.queues = queues
 
     async def route(self, body: bytes) -> list[Invocation]:
         """Publish one invocation per (event, matching function); return them.
@@ -47,7 +49,7 @@ class Dispatcher:
         await asyncio.gather(
             *(
                 self.publisher.publish(
-                    names.function_queue(inv.function),
+                    self.queues.function(inv.function),
                     dumps(inv),
                     message_id=inv.event.event_id,
                     headers={"x-bucketfn-event-id": inv.event.event_id},
@@ -65,7 +67,7 @@ class Dispatcher:
             ident = hashlib.blake2b(message.body, digest_size=8).hexdigest()
             letter = IngressDeadLetter.of(ident, exc.reason, message.body)
             await self.publisher.publish(
-                names.INGRESS_DLQ,
+                self.queues.ingress_dlq,
                 dumps(letter),
                 message_id=ident,
                 headers={"x-bucketfn-kind": "ingress-dead-letter"},
@@ -76,7 +78,7 @@ class Dispatcher:
         except BrokerError as exc:
             # Some copies may have been published: redelivery republishes them,
             # and the worker's idempotency check makes the duplicate harmless.
-            log.error("routing publish failed, requeueing", error=str(exc))
+            log.warning("routing publish failed, requeueing", error=str(exc))
             await message.nack(requeue=True)
             return
         for inv in invocations:

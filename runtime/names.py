@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-
-PREFIX = "bucketfn"
-INGRESS = f"{PREFIX}.ingress"
-INGRESS_DLQ = f"{PREFIX}.ingress.dlq"
+from dataclasses import dataclass
 
 _FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MAX_KEY_BYTES = 1024  # S3's limit on an object key
@@ -18,19 +15,34 @@ def valid_function_name(name: str) -> bool:
     return bool(_FUNCTION_NAME.match(name))
 
 
-def function_queue(function: str) -> str:
-    """The work queue of one function."""
-    return f"{PREFIX}.fn.{function}"
+@dataclass(frozen=True, slots=True)
+class Queues:
+    """The queue names of one deployment; ``prefix`` keeps deployments apart
+    on one broker (tests run beside a live runtime with a unique prefix)."""
 
+    prefix: str = "bucketfn"
 
-def dead_letter_queue(function: str) -> str:
-    """Where a function's events go when they cannot succeed."""
-    return f"{PREFIX}.fn.{function}.dlq"
+    @property
+    def ingress(self) -> str:
+        """Where MinIO's events arrive (bound to the events exchange)."""
+        return f"{self.prefix}.ingress"
 
+    @property
+    def ingress_dlq(self) -> str:
+        """Messages on the ingress that are not bucket events."""
+        return f"{self.prefix}.ingress.dlq"
 
-def retry_queue(function: str, delay_ms: int) -> str:
-    """A delay tier: messages wait ``delay_ms`` then dead-letter back to the function."""
-    return f"{PREFIX}.fn.{function}.retry.{delay_ms}ms"
+    def function(self, function: str) -> str:
+        """The work queue of one function."""
+        return f"{self.prefix}.fn.{function}"
+
+    def dead_letter(self, function: str) -> str:
+        """Where a function's events go when they cannot succeed."""
+        return f"{self.prefix}.fn.{function}.dlq"
+
+    def retry(self, function: str, delay_ms: int) -> str:
+        """A delay tier: messages wait ``delay_ms`` then dead-letter back to the function."""
+        return f"{self.prefix}.fn.{function}.retry.{delay_ms}ms"
 
 
 def safe_key(key: str) -> str:
@@ -40,11 +52,8 @@ def safe_key(key: str) -> str:
     such, so ``.``/``..``/empty segments and a leading ``/`` are escaped. Keys
     too long to nest under a prefix are shortened with a hash to stay unique.
     """
-    segments = []
-    for seg in key.split("/"):
-        if seg in ("", ".", ".."):
-            seg = "%" + seg.replace(".", "2E") if seg else "%00"
-        segments.append(seg)
+    escaped = {"": "%00", ".": "%2E", "..": "%2E%2E"}
+    segments = [escaped.get(seg, seg) for seg in key.split("/")]
     out = "/".join(segments)
     if len(out.encode()) > MAX_KEY_BYTES - 200:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]

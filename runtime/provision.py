@@ -2,7 +2,8 @@
 
 Idempotent: running it twice changes nothing. A bucket's notification
 configuration is replaced whole by PutBucketNotificationConfiguration, so
-rules bucketfn does not own (their id lacks our prefix) are read and kept.
+rules this deployment does not own (their id lacks its queue prefix) are read
+and kept.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ if TYPE_CHECKING:
     from runtime.routing import App
     from runtime.settings import Settings
 
-RULE_PREFIX = "bucketfn:"
+
+def rule_prefix(settings: Settings) -> str:
+    """Ids of the rules this deployment owns start with this."""
+    return f"{settings.queue_prefix}:"
 
 
-def notification_rules(app: App, arn: str) -> dict[str, list[dict[str, Any]]]:
+def notification_rules(app: App, arn: str, owner: str) -> dict[str, list[dict[str, Any]]]:
     """Per bucket, the MinIO queue rules that deliver every event some route wants.
 
     One rule per distinct prefix (a prefix covered by a shorter one is dropped);
@@ -43,7 +47,7 @@ def notification_rules(app: App, arn: str) -> dict[str, list[dict[str, Any]]]:
         )
         rules[bucket] = [
             {
-                "Id": f"{RULE_PREFIX}{prefix or '*'}",
+                "Id": f"{owner}{prefix or '*'}",
                 "QueueArn": arn,
                 "Events": sorted(wanted[bucket]),
                 **(
@@ -77,27 +81,26 @@ async def ensure_bucket(s3: S3Client, bucket: str, *, versioned: bool) -> bool:
     return created
 
 
-async def merge_notifications(s3: S3Client, bucket: str, ours: list[dict[str, Any]]) -> bool:
+async def merge_notifications(
+    s3: S3Client, bucket: str, ours: list[dict[str, Any]], owner: str
+) -> bool:
     """Replace bucketfn's rules on ``bucket``, keep everyone else's; True if changed."""
     current: Any = await s3.get_bucket_notification_configuration(Bucket=bucket)
     queues = [
-        q
-        for q in current.get("QueueConfigurations", [])
-        if not q.get("Id", "").startswith(RULE_PREFIX)
+        q for q in current.get("QueueConfigurations", []) if not q.get("Id", "").startswith(owner)
     ]
     theirs_other = {
         k: current[k]
         for k in ("TopicConfigurations", "LambdaFunctionConfigurations")
         if current.get(k)
     }
-    mine = [
-        q for q in current.get("QueueConfigurations", []) if q.get("Id", "").startswith(RULE_PREFIX)
-    ]
+    mine = [q for q in current.get("QueueConfigurations", []) if q.get("Id", "").startswith(owner)]
     if _normal(mine) == _normal(ours):
         return False
+    config: Any = {"QueueConfigurations": queues + ours, **theirs_other}
     await s3.put_bucket_notification_configuration(
         Bucket=bucket,
-        NotificationConfiguration={"QueueConfigurations": queues + ours, **theirs_other},
+        NotificationConfiguration=config,
     )
     return True
 
@@ -123,8 +126,9 @@ async def init(app: App, settings: Settings) -> dict[str, Any]:
         for bucket in buckets:
             if await ensure_bucket(s3, bucket, versioned=bucket in settings.versioned_buckets):
                 report["created_buckets"].append(bucket)
-        rules = notification_rules(app, settings.minio_target_arn)
+        owner = rule_prefix(settings)
+        rules = notification_rules(app, settings.minio_target_arn, owner)
         for bucket in buckets:
-            if await merge_notifications(s3, bucket, rules.get(bucket, [])):
+            if await merge_notifications(s3, bucket, rules.get(bucket, []), owner):
                 report["notifications_changed"].append(bucket)
     return report

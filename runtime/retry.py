@@ -61,8 +61,8 @@ def backoff(policy: RetryPolicy, attempt: int, rng: random.Random | None = None)
     "Equal jitter": half the exponential delay is kept, half is random, so
     retries spread out but never come back immediately.
     """
-    exp = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
-    r = (rng or random).random()
+    exp = min(policy.max_delay, policy.base_delay * 2.0 ** (attempt - 1))
+    r: float = (rng or random).random()
     return exp / 2 + r * exp / 2
 
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from runtime import names
 from runtime.broker import Broker
 from runtime.ingress import Dispatcher
 from runtime.storage import S3Storage
@@ -85,8 +84,8 @@ async def serve(
         await broker.declare(settings, app)
         consumers: list[_Consumer] = []
         if router:
-            dispatcher = Dispatcher(app, broker)
-            ch, q = await broker.consumer(names.INGRESS, settings.router_prefetch)
+            dispatcher = Dispatcher(app, broker, settings.queues)
+            ch, q = await broker.consumer(settings.queues.ingress, settings.router_prefetch)
             consumers.append(_Consumer(ch, q, dispatcher.handle))
         for route in app.routes:
             if functions is not None and route.name not in functions:
@@ -95,10 +94,11 @@ async def serve(
                 route,
                 storage=storage,
                 publisher=broker,
+                queues=settings.queues,
                 output_bucket=settings.output_bucket,
                 chunk_size=settings.read_chunk_size,
             )
-            ch, q = await broker.consumer(names.function_queue(route.name), settings.prefetch)
+            ch, q = await broker.consumer(settings.queues.function(route.name), settings.prefetch)
             consumers.append(_Consumer(ch, q, worker.handle))
         for consumer in consumers:
             await consumer.start()

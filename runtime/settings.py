@@ -10,6 +10,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime.names import Queues
+
 MIB = 1024 * 1024
 
 
@@ -33,6 +35,8 @@ class Settings(BaseSettings):
     # The MinIO notification target id: MINIO_NOTIFY_AMQP_ENABLE_<ID>=on.
     minio_target_arn: str = "arn:minio:sqs::BUCKETFN:amqp"
 
+    # Names every queue of this deployment; a unique one isolates a test run.
+    queue_prefix: str = Field(default="bucketfn", pattern=r"^[a-z][a-z0-9_.-]{0,40}$")
     output_bucket: str = "job-outputs"
     buckets: tuple[str, ...] = ("job-inputs", "job-outputs", "raw", "staging", "curated")
     versioned_buckets: tuple[str, ...] = ("raw",)
@@ -43,6 +47,11 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=30.0, ge=0)
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
+
+    @property
+    def queues(self) -> Queues:
+        """The queue names of this deployment."""
+        return Queues(self.queue_prefix)
 
 
 def load() -> Settings:

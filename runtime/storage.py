@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aioboto3
+from aiobotocore.config import AioConfig
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.errors import ObjectGone, StorageError, Superseded
@@ -127,7 +127,7 @@ class S3Storage:
     async def connect(cls, settings: Settings) -> AsyncIterator[S3Storage]:
         """Open one pooled client for the process."""
         session = aioboto3.Session()
-        config = Config(
+        config = AioConfig(
             max_pool_connections=settings.s3_max_connections,
             retries={"mode": "standard", "max_attempts": 3},
             s3={"addressing_style": "path"},
@@ -231,11 +231,11 @@ class S3Storage:
                 multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=2
             )
             await self._s3.upload_fileobj(
-                _Reader(body),
+                _Reader(body),  # type: ignore[arg-type]  # async read() is supported
                 bucket,
                 key,
                 ExtraArgs=extra,
-                Config=config,  # type: ignore[arg-type]
+                Config=config,
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, f"PUT {bucket}/{key}") from exc

@@ -23,30 +23,28 @@ async def gunzip(chunks: AsyncIterable[bytes], *, out_chunk: int = MIB) -> Async
     stream raises :class:`InputError` — retrying cannot fix the bytes.
     """
     d = zlib.decompressobj(GZIP_WBITS)
-    consumed = 0
-    started = False
+    consumed = 0  # input bytes before the current chunk, for error positions
+    in_member = False
     async for chunk in chunks:
         data = chunk
         while data:
-            started = True
+            in_member = True
             try:
                 out = d.decompress(data, out_chunk)
             except zlib.error as exc:
-                raise InputError(f"corrupt gzip: {exc}", where=f"byte {consumed}") from None
+                raise InputError(f"corrupt gzip: {exc}", where=f"near byte {consumed}") from None
             if out:
                 yield out
             if d.eof:
                 # Another gzip member may follow (as `cat a.gz b.gz` makes).
                 data = d.unused_data
-                consumed += len(chunk) - len(data)
                 d = zlib.decompressobj(GZIP_WBITS)
-                chunk = data
-                started = bool(data)
-                continue
-            data = d.unconsumed_tail
+                in_member = bool(data)
+            else:
+                data = d.unconsumed_tail
         consumed += len(chunk)
     tail = d.flush()
     if tail:
         yield tail
-    if started and not d.eof:
-        raise InputError("truncated gzip: stream ended before the end of a member")
+    if in_member and not d.eof:
+        raise InputError("truncated gzip: the stream ends inside a member")

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from aio_pika.abc import AbstractIncomingMessage
 
+    from runtime.names import Queues
     from runtime.routing import Route
     from runtime.storage import Storage
 
@@ -80,12 +81,14 @@ class Worker:
         *,
         storage: Storage,
         publisher: Publisher,
+        queues: Queues,
         output_bucket: str,
         chunk_size: int,
     ) -> None:
         self.route = route
         self.storage = storage
         self.publisher = publisher
+        self.queues = queues
         self.output_bucket = output_bucket
         self.chunk_size = chunk_size
         self.log = structlog.get_logger("bucketfn.worker").bind(function=route.name)
@@ -97,7 +100,7 @@ class Worker:
         except ValidationError as exc:
             # Not ours to understand: keep it, with the reason, rather than drop it.
             await self.publisher.publish(
-                names.dead_letter_queue(self.route.name),
+                self.queues.dead_letter(self.route.name),
                 message.body,
                 headers={"x-bucketfn-reason": f"undecodable invocation: {exc.errors()[0]['msg']}"},
             )
@@ -114,7 +117,7 @@ class Worker:
         started = time.monotonic()
         try:
             outcome = await self.invoke(inv)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes
             return await self._failed(inv, exc, log)
         log.info(
             "invocation",
@@ -202,7 +205,7 @@ class Worker:
         if decision.verdict is retry.Verdict.RETRY:
             nxt = inv.model_copy(update={"attempt": inv.attempt + 1, "history": history})
             await self.publisher.publish(
-                names.retry_queue(route.name, decision.tier_ms),
+                self.queues.retry(route.name, decision.tier_ms),
                 dumps(nxt),
                 headers={"x-bucketfn-attempt": nxt.attempt},
                 message_id=inv.event.event_id,
@@ -226,7 +229,7 @@ class Worker:
             error=error,
         )
         await self.publisher.publish(
-            names.dead_letter_queue(route.name),
+            self.queues.dead_letter(route.name),
             dumps(letter),
             headers={"x-bucketfn-kind": "dead-letter", "x-bucketfn-fingerprint": error.fingerprint},
             message_id=letter.id,

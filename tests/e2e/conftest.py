@@ -1,0 +1,57 @@
+"""End-to-end fixtures: the real runtime, in this process, against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+
+from functions import csv_row_count
+from runtime import App
+from runtime.broker import queue_arguments
+from runtime.provision import init, merge_notifications, rule_prefix
+from runtime.service import serve
+from runtime.settings import Settings
+from runtime.storage import S3Storage
+from tests.e2e import apps
+from tests.servers import delete_queues, make_settings, require_minio, require_rabbitmq, s3_client
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+APP = App([csv_row_count.router, apps.router])
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    s3: S3Client
+    app: App
+
+
+@pytest.fixture(scope="session")
+async def stack() -> AsyncIterator[Stack]:
+    settings = make_settings()
+    await require_rabbitmq(settings)
+    client = s3_client(settings)
+    require_minio(client)
+    await init(APP, settings)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve(APP, settings, stop, ready=ready))
+    done, _ = await asyncio.wait(
+        {task, asyncio.create_task(ready.wait())}, timeout=30, return_when=asyncio.FIRST_COMPLETED
+    )
+    if task in done:
+        task.result()  # raises the startup error
+    yield Stack(settings=settings, s3=client, app=APP)
+    stop.set()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(task, 60)
+    async with S3Storage.connect(settings) as storage:
+        for bucket in {r.bucket for r in APP.routes}:
+            await merge_notifications(storage.client, bucket, [], rule_prefix(settings))
+    await delete_queues(settings, list(queue_arguments(settings, APP)))

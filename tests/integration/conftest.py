@@ -1,0 +1,27 @@
+"""Integration fixtures: a real RabbitMQ (and MinIO), with a queue prefix per run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from functions import app as functions_app
+from runtime.broker import Broker, queue_arguments
+from runtime.settings import Settings
+from tests.servers import delete_queues, make_settings, require_rabbitmq
+
+
+@pytest.fixture(scope="session")
+async def settings() -> AsyncIterator[Settings]:
+    s = make_settings()
+    await require_rabbitmq(s)
+    yield s
+    await delete_queues(s, list(queue_arguments(s, functions_app)))
+
+
+@pytest.fixture(scope="session")
+async def broker(settings: Settings) -> AsyncIterator[Broker]:
+    async with Broker.connect(settings) as b:
+        await b.declare(settings, functions_app)
+        yield b

@@ -1,0 +1,122 @@
+"""Topology and confirmed publishing on a real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import urllib.request
+from typing import Any
+from urllib.parse import quote
+
+import aio_pika
+import orjson
+import pytest
+
+from functions import app as functions_app
+from runtime.broker import Broker, queue_arguments
+from runtime.errors import BrokerError
+from runtime.ingress import Dispatcher
+from runtime.settings import Settings
+from tests.unit.test_events import minio
+
+MANAGEMENT = "http://127.0.0.1:15672/api"
+
+
+def management(path: str) -> Any:
+    req = urllib.request.Request(f"{MANAGEMENT}/{path}")
+    req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+async def get_one(
+    settings: Settings, queue: str, timeout: float = 10.0
+) -> aio_pika.abc.AbstractIncomingMessage:
+    conn = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with conn:
+        ch = await conn.channel()
+        q = await ch.get_queue(queue, ensure=False)
+        deadline = time.monotonic() + timeout
+        while (msg := await q.get(no_ack=False, fail=False)) is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"nothing arrived on {queue} within {timeout} s")
+            await asyncio.sleep(0.05)
+        await msg.ack()
+        return msg
+
+
+async def test_every_queue_is_a_durable_quorum_queue(settings: Settings, broker: Broker) -> None:
+    expected = queue_arguments(settings, functions_app)
+    assert settings.queues.function("csv_row_count") in expected
+    for name, args in expected.items():
+        info = management(f"queues/%2F/{quote(name, safe='')}")
+        assert info["type"] == "quorum", name
+        assert info["durable"] is True
+        assert info["arguments"] == args
+
+
+async def test_declare_is_idempotent(settings: Settings, broker: Broker) -> None:
+    await broker.declare(settings, functions_app)
+    await broker.declare(settings, functions_app)
+
+
+async def test_exchange_matches_what_minio_declares(settings: Settings, broker: Broker) -> None:
+    # MinIO re-declares the exchange before every publish with these exact
+    # properties and no arguments; any mismatch closes its channel.
+    conn = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with conn:
+        ch = await conn.channel()
+        await ch.declare_exchange(
+            settings.exchange,
+            aio_pika.ExchangeType(settings.exchange_type),
+            durable=True,
+            auto_delete=False,
+            internal=False,
+        )
+    info = management(f"exchanges/%2F/{quote(settings.exchange, safe='')}")
+    assert (info["type"], info["durable"], info["auto_delete"], info["arguments"]) == (
+        settings.exchange_type,
+        True,
+        False,
+        {},
+    )
+
+
+async def test_confirmed_publish_arrives(settings: Settings, broker: Broker) -> None:
+    queue = settings.queues.dead_letter("csv_row_count")
+    await broker.publish(queue, b'{"probe": 1}', message_id="m1")
+    msg = await get_one(settings, queue)
+    assert msg.body == b'{"probe": 1}'
+    assert msg.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+
+
+async def test_publish_to_a_missing_queue_is_an_error_not_a_loss(broker: Broker) -> None:
+    with pytest.raises(BrokerError, match="not confirmed"):
+        await broker.publish("bucketfn-test.no-such-queue", b"x")
+
+
+async def test_retry_tier_dead_letters_back_to_the_function_queue(
+    settings: Settings, broker: Broker
+) -> None:
+    q = settings.queues
+    t0 = time.monotonic()
+    await broker.publish(q.retry("csv_row_count", 1000), b'{"back": true}', expiration_ms=300)
+    msg = await get_one(settings, q.function("csv_row_count"))
+    elapsed = time.monotonic() - t0
+    assert msg.body == b'{"back": true}'
+    assert 0.25 <= elapsed < 5
+
+
+async def test_router_publishes_one_invocation_per_matching_function(
+    settings: Settings, broker: Broker
+) -> None:
+    dispatcher = Dispatcher(functions_app, broker, settings.queues)
+    invocations = await dispatcher.route(minio("uploads/x+y.csv"))
+    assert [i.function for i in invocations] == ["csv_row_count"]
+    msg = await get_one(settings, settings.queues.function("csv_row_count"))
+    body = orjson.loads(msg.body)
+    assert body["event"]["key"] == "uploads/x y.csv"
+    assert body["attempt"] == 1
+    assert await dispatcher.route(minio("elsewhere/x.csv")) == []

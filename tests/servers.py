@@ -1,0 +1,110 @@
+"""Fixtures shared by the tiers that need real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+import boto3
+import orjson
+import pytest
+from botocore.config import Config
+
+from runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+HINT = "start them with `make test` (or `make servers`)"
+
+
+def make_settings() -> Settings:
+    """Settings with a queue prefix of its own, so a run never meets another's queues."""
+    return Settings(queue_prefix=f"bft-{uuid.uuid4().hex[:8]}")
+
+
+async def require_rabbitmq(settings: Settings) -> None:
+    """Fail (never skip) when RabbitMQ is not reachable."""
+    try:
+        conn = await aio_pika.connect(settings.amqp_url.get_secret_value(), timeout=5)
+    except Exception as exc:
+        pytest.fail(f"RabbitMQ is not reachable ({exc}); {HINT}", pytrace=False)
+    await conn.close()
+
+
+def s3_client(settings: Settings) -> S3Client:
+    """An independent, real S3 client (boto3), as a user would hold."""
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+        region_name=settings.s3_region,
+        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
+    )
+
+
+def require_minio(client: S3Client) -> None:
+    """Fail (never skip) when MinIO is not reachable."""
+    try:
+        client.list_buckets()
+    except Exception as exc:
+        pytest.fail(f"MinIO is not reachable ({exc}); {HINT}", pytrace=False)
+
+
+async def wait_for_object(
+    client: S3Client, bucket: str, key: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    """Poll until ``bucket/key`` exists; return it parsed as JSON."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            body = await asyncio.to_thread(
+                lambda: client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            )
+            doc: dict[str, Any] = orjson.loads(body)
+            return doc
+        except client.exceptions.NoSuchKey:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{bucket}/{key} did not appear within {timeout} s")
+            await asyncio.sleep(0.1)
+
+
+def unique(prefix: str = "t") -> str:
+    """A unique key segment for one test."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.contextmanager
+def timer() -> Iterator[list[float]]:
+    """Measure a block's wall time into a one-item list."""
+    box: list[float] = []
+    t0 = time.perf_counter()
+    yield box
+    box.append(time.perf_counter() - t0)
+
+
+async def delete_queues(settings: Settings, names: list[str]) -> None:
+    """Remove a test run's queues."""
+    conn = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with conn:
+        for name in names:
+            ch = await conn.channel()
+            with contextlib.suppress(Exception):
+                await ch.queue_delete(name)
+
+
+async def drain(queue_name: str, settings: Settings) -> AsyncIterator[bytes]:
+    """Take (and ack) whatever sits on a queue now."""
+    conn = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with conn:
+        ch = await conn.channel()
+        q = await ch.get_queue(queue_name, ensure=False)
+        while (msg := await q.get(no_ack=False, fail=False)) is not None:
+            await msg.ack()
+            yield msg.body

@@ -1,0 +1,124 @@
+"""The worker's invocation contract, on the in-memory harness."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from runtime import Context, InputError, ObjectEvent, Reject, RetryPolicy, Router
+from runtime.names import result_key
+from runtime.testing import Harness
+from runtime.worker import Status
+
+router = Router()
+calls: list[str] = []
+
+
+@router.function(bucket="job-inputs", prefix="uploads/", retry=RetryPolicy(max_attempts=3))
+async def echo(event: ObjectEvent, ctx: Context) -> dict[str, int]:
+    calls.append(event.key)
+    data = b"".join([c async for c in ctx.read(event)])
+    if data == b"reject":
+        raise Reject("told to")
+    if data == b"bad":
+        raise InputError("malformed", where="line 3")
+    if data == b"flaky":
+        raise ConnectionError("reset by peer")
+    await ctx.write("copy.bin", data)
+    return {"n": len(data)}
+
+
+ROUTE = router.routes[0]
+
+
+async def test_result_record_and_outputs() -> None:
+    h = Harness()
+    result = await h.run(ROUTE, b"hello", key="uploads/a b.txt")
+    assert result.output == {"n": 5}
+    assert result.outputs == ("s3://job-outputs/echo/uploads/a b.txt/copy.bin",)
+    stored = orjson.loads(
+        h.storage.objects[("job-outputs", result_key("echo", "uploads/a b.txt"))].data
+    )
+    assert stored["status"] == "ok"
+    assert stored["source"]["key"] == "uploads/a b.txt"
+    assert stored["function_version"] == ROUTE.version
+    copy = h.storage.objects[("job-outputs", "echo/uploads/a b.txt/copy.bin")]
+    assert copy.metadata["bucketfn-function"] == "echo"
+    assert copy.metadata["bucketfn-source-key"] == "uploads/a b.txt"
+
+
+async def test_same_revision_twice_runs_once() -> None:
+    h = Harness()
+    h.storage.put_bytes("job-inputs", "uploads/dup", b"x")
+    ev = h.event("job-inputs", "uploads/dup")
+    calls.clear()
+    assert (await h.deliver(ROUTE, ev)).status is Status.OK
+    assert (await h.deliver(ROUTE, ev)).status is Status.DUPLICATE
+    assert calls == ["uploads/dup"]
+
+
+async def test_stale_event_never_overwrites_newer_result() -> None:
+    h = Harness()
+    h.storage.put_bytes("job-inputs", "uploads/s", b"old")
+    old = h.event("job-inputs", "uploads/s")
+    h.storage.put_bytes("job-inputs", "uploads/s", b"newer")
+    new = h.event("job-inputs", "uploads/s")
+    assert (await h.deliver(ROUTE, new)).status is Status.OK
+    assert (await h.deliver(ROUTE, old)).status is Status.SUPERSEDED
+    rec = orjson.loads(h.storage.objects[("job-outputs", result_key("echo", "uploads/s"))].data)
+    assert rec["output"] == {"n": 5}
+
+
+async def test_stale_event_on_versioned_bucket() -> None:
+    h = Harness(versioned=frozenset({"job-inputs"}))
+    h.storage.put_bytes("job-inputs", "uploads/v", b"one")
+    old = h.event("job-inputs", "uploads/v")
+    h.storage.put_bytes("job-inputs", "uploads/v", b"one")  # same bytes, new version
+    assert (await h.deliver(ROUTE, old)).status is Status.SUPERSEDED
+
+
+async def test_transient_failure_is_retried_through_a_delay_tier() -> None:
+    h = Harness()
+    h.storage.put_bytes("job-inputs", "uploads/f", b"flaky")
+    out = await h.deliver(ROUTE, h.event("job-inputs", "uploads/f"))
+    assert out.status is Status.RETRY
+    ((queue, body, meta),) = h.publisher.messages
+    assert queue.startswith("test.fn.echo.retry.")
+    nxt = orjson.loads(body)
+    assert nxt["attempt"] == 2
+    assert nxt["history"][0]["error_type"] == "ConnectionError"
+    assert 0 < meta["expiration_ms"] <= int(queue.rsplit(".", 1)[1].removesuffix("ms"))
+
+
+@pytest.mark.parametrize(("data", "etype"), [(b"reject", "Reject"), (b"bad", "InputError")])
+async def test_permanent_failure_dead_letters_at_once(data: bytes, etype: str) -> None:
+    h = Harness()
+    h.storage.put_bytes("job-inputs", "uploads/p", data)
+    out = await h.deliver(ROUTE, h.event("job-inputs", "uploads/p"))
+    assert out.status is Status.DEAD_LETTER
+    (letter,) = h.publisher.on("test.fn.echo.dlq")
+    assert letter["error"]["type"].endswith(etype)
+    assert letter["reason"] == "permanent error"
+    assert letter["invocation"]["event"]["key"] == "uploads/p"
+    assert "Traceback" in letter["error"]["traceback"]
+    rec = orjson.loads(h.storage.objects[("job-outputs", result_key("echo", "uploads/p"))].data)
+    assert rec["status"] == "dead-lettered"
+
+
+async def test_exhausted_attempts_dead_letter_with_history() -> None:
+    h = Harness()
+    h.storage.put_bytes("job-inputs", "uploads/x", b"flaky")
+    out = await h.deliver(ROUTE, h.event("job-inputs", "uploads/x"), attempt=3)
+    assert out.status is Status.DEAD_LETTER
+    (letter,) = h.publisher.on("test.fn.echo.dlq")
+    assert "exhausted" in letter["reason"]
+
+
+async def test_fingerprint_is_stable_for_the_same_bug() -> None:
+    h = Harness()
+    for i in range(2):
+        h.storage.put_bytes("job-inputs", f"uploads/r{i}", b"reject")
+        await h.deliver(ROUTE, h.event("job-inputs", f"uploads/r{i}"))
+    a, b = h.publisher.on("test.fn.echo.dlq")
+    assert a["error"]["fingerprint"] == b["error"]["fingerprint"]
+    assert a["id"] != b["id"]
