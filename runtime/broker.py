@@ -30,12 +30,6 @@ if TYPE_CHECKING:
     from runtime.routing import App, Route
     from runtime.settings import Settings
 
-# A message redelivered this many times (its consumer crashed or was killed on
-# it every time) is dead-lettered by the broker itself. RabbitMQ 4 applies a
-# default limit of 20 and *drops* the message when no dead-letter exchange is
-# set; here every queue with a limit has one.
-DELIVERY_LIMIT = 10
-
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 
 
@@ -53,26 +47,31 @@ def _dead_letter_to(queue: str) -> dict[str, Any]:
 def queue_arguments(settings: Settings, app: App) -> dict[str, dict[str, Any]]:
     """Every queue bucketfn needs, with its arguments; the topology as data."""
     q = settings.queues
+    # A message redelivered delivery_limit times (its consumer crashed or was
+    # killed on it each time) is dead-lettered by the broker itself. RabbitMQ 4
+    # applies a default limit of 20 and *drops* the message when no dead-letter
+    # exchange is set; here every queue with a limit has one.
+    limit = settings.delivery_limit
     queues: dict[str, dict[str, Any]] = {
         q.ingress: {
             **_QUORUM,
-            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-delivery-limit": limit,
             **_dead_letter_to(q.ingress_dlq),
         },
         q.ingress_dlq: dict(_QUORUM),
     }
     for route in app.routes:
-        queues.update(function_queues(q, route))
+        queues.update(function_queues(q, route, limit))
     return queues
 
 
-def function_queues(q: Queues, route: Route) -> dict[str, dict[str, Any]]:
+def function_queues(q: Queues, route: Route, limit: int) -> dict[str, dict[str, Any]]:
     """The work queue, dead-letter queue and delay tiers of one function."""
     work = q.function(route.name)
     out: dict[str, dict[str, Any]] = {
         work: {
             **_QUORUM,
-            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-delivery-limit": limit,
             **_dead_letter_to(q.dead_letter(route.name)),
         },
         q.dead_letter(route.name): dict(_QUORUM),

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from runtime import logs, provision, service
+from runtime import dlqcli, logs, provision, service
 from runtime.errors import BucketfnError
 from runtime.routing import load_app
 from runtime.settings import load
@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p_routes = sub.add_parser("routes", help="list the routes and their queues")
     p_routes.add_argument("app", nargs="?", default=default_app, help=app_help)
+    dlqcli.add_parser(sub, default_app, app_help)
     return parser
 
 
@@ -87,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(args))
         if args.command == "init":
             return asyncio.run(_init(args))
+        if args.command == "dlq":
+            return asyncio.run(dlqcli.run(args))
         return _routes(args)
     except BucketfnError as exc:
         sys.stderr.write(f"bucketfn: {exc}\n")

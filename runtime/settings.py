@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     buckets: tuple[str, ...] = ("job-inputs", "job-outputs", "raw", "staging", "curated")
     versioned_buckets: tuple[str, ...] = ("raw",)
 
+    # Deliveries of one message (its consumer crashed or was killed each time)
+    # before the broker dead-letters it. Fixed when a queue is first declared.
+    delivery_limit: int = Field(default=10, ge=1)
     prefetch: int = Field(default=16, ge=1, description="in-flight invocations per function")
     router_prefetch: int = Field(default=256, ge=1)
     read_chunk_size: int = Field(default=MIB, ge=64 * 1024)

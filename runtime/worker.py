@@ -166,7 +166,7 @@ class Worker:
             output=output,
             outputs=tuple(ctx.outputs),
             source=Source.of(ev),
-            attempts=inv.attempt,
+            attempts=len(inv.history) + 1,  # every attempt ever, replays included
             history=inv.history,
             started_at=started_at,
             finished_at=now(),
@@ -241,7 +241,7 @@ class Worker:
             function_version=route.version,
             event_id=ev.event_id,
             source=Source.of(ev),
-            attempts=inv.attempt,
+            attempts=len(history),
             history=history,
             started_at=attempt.at,
             finished_at=now(),

@@ -26,16 +26,9 @@ start() {
   if running; then log "already running (pid $(cat "$PIDFILE"))"; return 0; fi
   if healthy; then log "a MinIO not started by us answers on $MINIO_ADDRESS; using it"; return 0; fi
   mkdir -p "$DIR"/data{1..4} "$DIR/events"
-  # The AMQP notification target. Booleans are on only with the exact value "on".
-  export MINIO_NOTIFY_AMQP_ENABLE_BUCKETFN=on
+  # The AMQP notification target: shared settings, then this host's address.
+  set -a; source "$ROOT/infra/minio/notify.env"; set +a
   export MINIO_NOTIFY_AMQP_URL_BUCKETFN="amqp://$RABBITMQ_USER:$RABBITMQ_PASSWORD@$RABBITMQ_HOST:$RABBITMQ_PORT"
-  export MINIO_NOTIFY_AMQP_EXCHANGE_BUCKETFN="${BUCKETFN_EXCHANGE:-bucketfn.events}"
-  export MINIO_NOTIFY_AMQP_EXCHANGE_TYPE_BUCKETFN="${BUCKETFN_EXCHANGE_TYPE:-direct}"
-  export MINIO_NOTIFY_AMQP_ROUTING_KEY_BUCKETFN="${BUCKETFN_ROUTING_KEY:-bucketfn.ingress}"
-  export MINIO_NOTIFY_AMQP_DURABLE_BUCKETFN=on
-  export MINIO_NOTIFY_AMQP_DELIVERY_MODE_BUCKETFN=2
-  export MINIO_NOTIFY_AMQP_MANDATORY_BUCKETFN=on
-  export MINIO_NOTIFY_AMQP_PUBLISHING_CONFIRMS_BUCKETFN=on
   if [ "$BUCKETFN_PROFILE" = durable ]; then
     export MINIO_NOTIFY_AMQP_QUEUE_DIR_BUCKETFN="$DIR/events"
     export MINIO_NOTIFY_AMQP_QUEUE_LIMIT_BUCKETFN=100000

@@ -1,0 +1,293 @@
+"""When things fail, on the real stack: retries, dead letters, replay, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from runtime.broker import Broker, queue_arguments
+from runtime.dlq import DeadLetters, Entry, select
+from runtime.names import result_key
+from runtime.provision import init, merge_notifications, rule_prefix
+from runtime.settings import Settings
+from runtime.storage import S3Storage
+from tests.e2e import apps
+from tests.e2e.conftest import Stack
+from tests.servers import delete_queues, make_settings, unique, wait_for_object
+from tests.unit.test_events import minio
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def put(stack: Stack, key: str, body: bytes) -> None:
+    await asyncio.to_thread(stack.s3.put_object, Bucket="job-inputs", Key=key, Body=body)
+
+
+async def dead_letters(
+    settings: Settings, app: object, function: str | None, n: int = 1, timeout: float = 30
+) -> list[Entry]:
+    """Wait until ``n`` entries for ``function`` are dead-lettered; return them."""
+    deadline = time.monotonic() + timeout
+    async with Broker.connect(settings) as broker:
+        store = DeadLetters(broker, settings, app)  # type: ignore[arg-type]
+        while True:
+            entries = [e for e in await store.entries() if e.function == function]
+            if len(entries) >= n or time.monotonic() > deadline:
+                return entries
+            await asyncio.sleep(0.3)
+
+
+async def test_fails_twice_then_succeeds_with_backoff(stack: Stack) -> None:
+    key = f"e2e-flaky/{unique()}/data.bin"
+    await put(stack, key, b"payload")
+    result = await wait_for_object(stack.s3, "job-outputs", result_key("flaky", key), timeout=60)
+    assert result["status"] == "ok"
+    assert result["output"] == {"size": 7}
+    assert result["attempts"] == 3
+    history = result["history"]
+    assert [a["attempt"] for a in history] == [1, 2]
+    assert all(a["error_type"] == "ConnectionError" for a in history)
+    # Delays were really waited: attempt 2 started after attempt 1's delay.
+    delays = [a["delay_ms"] for a in history]
+    assert all(d is not None and d > 0 for d in delays)
+    first = history[0]["at"]
+    elapsed_ms = (_ts(result["started_at"]) - _ts(first)) * 1000
+    assert elapsed_ms >= sum(delays) * 0.9
+
+
+def _ts(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text).timestamp()
+
+
+async def test_permanent_failure_dead_letters_at_once_with_its_story(stack: Stack) -> None:
+    key = f"e2e-strict/{unique()}/data.txt"
+    await put(stack, key, b"all good until bad bytes")
+    result = await wait_for_object(stack.s3, "job-outputs", result_key("strict", key))
+    assert result["status"] == "dead-lettered"
+    assert result["attempts"] == 1  # no retries burnt on malformed input
+    entries = [e for e in await dead_letters(stack.settings, stack.app, "strict") if e.key == key]
+    assert len(entries) == 1
+    entry = entries[0]
+    assert entry.kind == "dead-letter"
+    assert entry.reason == "permanent error"
+    assert entry.error_type == "runtime.errors.InputError"
+    assert "byte 15" in (entry.error or "")
+    record = entry.record
+    assert "Traceback" in record["error"]["traceback"]
+    assert len(record["error"]["fingerprint"]) == 12
+    assert record["function_version"] == stack.app.by_name["strict"].version
+    assert record["invocation"]["event"]["etag"]
+    # Same bug, another object: same fingerprint.
+    key2 = f"e2e-strict/{unique()}/other.txt"
+    await put(stack, key2, b"bad from the start")
+    await wait_for_object(stack.s3, "job-outputs", result_key("strict", key2))
+    both = [
+        e
+        for e in await dead_letters(stack.settings, stack.app, "strict", 2)
+        if e.key in (key, key2)
+    ]
+    assert len({e.fingerprint for e in both}) == 1
+
+
+async def test_replay_after_the_fix_and_replaying_again_changes_nothing(stack: Stack) -> None:
+    key = f"e2e-fixable/{unique()}/data.bin"
+    await put(stack, key, b"12345")
+    result = await wait_for_object(stack.s3, "job-outputs", result_key("fixable", key), timeout=60)
+    assert result["status"] == "dead-lettered"
+    assert result["attempts"] == 2
+    (entry,) = [e for e in await dead_letters(stack.settings, stack.app, "fixable") if e.key == key]
+    assert "exhausted" in entry.reason
+
+    apps.FIXED["fixable"] = True
+    try:
+        async with Broker.connect(stack.settings) as broker:
+            store = DeadLetters(broker, stack.settings, stack.app)
+            dry = await store.replay(select([entry.id]), dry_run=True)
+            assert dry.replayed == [entry.id]
+            assert [e.id for e in await store.entries(select([entry.id]))] == [entry.id]
+            report = await store.replay(select([entry.id]))
+            assert report.replayed == [entry.id]
+            deadline = time.monotonic() + 30
+            while True:
+                doc = orjson.loads(
+                    stack.s3.get_object(Bucket="job-outputs", Key=result_key("fixable", key))[
+                        "Body"
+                    ].read()
+                )
+                if doc["status"] == "ok" or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert doc["status"] == "ok"
+            assert doc["output"] == {"size": 5}
+            assert doc["attempts"] == 3  # two failed attempts kept, then the replayed one
+            assert await store.entries(select([entry.id])) == []
+            etag = stack.s3.head_object(Bucket="job-outputs", Key=result_key("fixable", key))[
+                "ETag"
+            ]
+            again = await store.replay(select([entry.id]))
+            assert again.replayed == []
+        # A duplicate delivery of the same revision is skipped: the record is untouched.
+        await asyncio.sleep(2)
+        assert (
+            stack.s3.head_object(Bucket="job-outputs", Key=result_key("fixable", key))["ETag"]
+            == etag
+        )
+    finally:
+        apps.FIXED["fixable"] = False
+
+
+async def test_garbage_on_the_ingress_is_dead_lettered_and_the_runtime_goes_on(
+    stack: Stack,
+) -> None:
+    async with Broker.connect(stack.settings) as broker:
+        await broker.publish(stack.settings.queues.ingress, b"\x00 definitely not an event")
+        await broker.publish(stack.settings.queues.ingress, b'{"Records": [{"nope": 1}]}')
+    entries = await dead_letters(stack.settings, stack.app, None, n=2)
+    reasons = sorted(e.reason for e in entries)
+    assert any("not JSON" in r for r in reasons)
+    assert any("missing field" in r for r in reasons)
+    # Still running: a real upload is processed.
+    key = f"uploads/{unique()}/after-garbage.csv"
+    await put(stack, key, b"a\n1\n")
+    result = await wait_for_object(stack.s3, "job-outputs", result_key("csv_row_count", key))
+    assert result["output"]["rows"] == 1
+    async with Broker.connect(stack.settings) as broker:
+        store = DeadLetters(broker, stack.settings, stack.app)
+        purged = await store.purge(select([e.id for e in entries]))
+    assert sorted(purged) == sorted(e.id for e in entries)
+
+
+async def test_stale_event_never_overwrites_the_newer_result(stack: Stack) -> None:
+    key = f"uploads/{unique()}/versions.csv"
+    await put(stack, key, b"h\n1\n")
+    old_etag = stack.s3.head_object(Bucket="job-inputs", Key=key)["ETag"].strip('"')
+    await put(stack, key, b"h\n1\n2\n3\n")
+    rkey = result_key("csv_row_count", key)
+    deadline = time.monotonic() + 30
+    while True:
+        doc = await wait_for_object(stack.s3, "job-outputs", rkey)
+        if doc["output"]["rows"] == 3 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert doc["output"]["rows"] == 3
+    # Redeliver the first write's event now, after the newer result exists.
+    stale = orjson.loads(minio(key.replace(" ", "+")))
+    stale["Records"][0]["s3"]["object"]["eTag"] = old_etag
+    async with Broker.connect(stack.settings) as broker:
+        await broker.publish(stack.settings.queues.ingress, orjson.dumps(stale))
+    await asyncio.sleep(3)
+    final = await wait_for_object(stack.s3, "job-outputs", rkey)
+    assert final["output"]["rows"] == 3
+    assert final["event_id"] == doc["event_id"]
+
+
+# --- a runtime in its own process, killed with SIGKILL -------------------------------
+
+
+@pytest.fixture(scope="module")
+async def crash_settings() -> AsyncIterator[Settings]:
+    settings = make_settings().model_copy(update={"delivery_limit": 2})
+    await init(apps.CRASH_APP, settings)
+    yield settings
+    async with S3Storage.connect(settings) as storage:
+        await merge_notifications(storage.client, "job-inputs", [], rule_prefix(settings))
+    await delete_queues(settings, list(queue_arguments(settings, apps.CRASH_APP)))
+
+
+class Process:
+    """``bucketfn run tests.e2e.apps:CRASH_APP`` as a real child process."""
+
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.env = {
+            **os.environ,
+            "BUCKETFN_QUEUE_PREFIX": settings.queue_prefix,
+            "BUCKETFN_DELIVERY_LIMIT": str(settings.delivery_limit),
+            "E2E_SLOW_SECONDS": "3",
+        }
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "runtime", "run", "tests.e2e.apps:CRASH_APP"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=out,
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def process(crash_settings: Settings, tmp_path: Path) -> Iterator[Process]:
+    p = Process(crash_settings, tmp_path / "runtime.log")
+    yield p
+    p.kill()
+
+
+async def _objects(stack: Stack, prefix: str) -> int:
+    listing = await asyncio.to_thread(stack.s3.list_objects_v2, Bucket="job-outputs", Prefix=prefix)
+    return int(listing["KeyCount"])
+
+
+async def test_sigkill_mid_invocation_is_redelivered_and_ends_in_one_result(
+    stack: Stack, process: Process
+) -> None:
+    key = f"e2e-slow/{unique()}/data.bin"
+    process.start()
+    await put(stack, key, b"abc")
+    started = f"slow/{key}/started/"
+    deadline = time.monotonic() + 30
+    while await _objects(stack, started) < 1:
+        assert time.monotonic() < deadline, process.log.read_text()[-2000:]
+        await asyncio.sleep(0.1)
+    process.kill()  # SIGKILL, mid-invocation: no ack was sent
+    assert await _objects(stack, f"slow/{key}/result.json") == 0
+    process.start()
+    result = await wait_for_object(stack.s3, "job-outputs", result_key("slow", key), timeout=60)
+    assert result["status"] == "ok"
+    assert result["output"] == {"size": 3}
+    assert await _objects(stack, started) == 2  # it ran again after the kill…
+    await asyncio.sleep(2)
+    assert await _objects(stack, f"slow/{key}/result.json") == 1  # …and left one result
+
+
+async def test_a_handler_that_kills_its_process_is_dead_lettered_by_the_broker(
+    stack: Stack, process: Process, crash_settings: Settings
+) -> None:
+    key = f"e2e-crash/{unique()}/poison.bin"
+    await put(stack, key, b"x")
+    deadline = time.monotonic() + 90
+    entries: list[Entry] = []
+    while not entries:
+        assert time.monotonic() < deadline, "the broker never dead-lettered the poison message"
+        if not process.alive():
+            process.start()  # a supervisor restarts the crashed runtime
+        entries = [
+            e
+            for e in await dead_letters(crash_settings, apps.CRASH_APP, "crasher", timeout=1)
+            if e.key == key
+        ]
+    (entry,) = entries
+    assert entry.kind == "delivery-limit"
+    assert "delivery_limit" in entry.reason
+    assert entry.invocation is not None and entry.invocation.event.key == key
