@@ -1,11 +1,12 @@
 """The functions this deployment runs. ``bucketfn run functions:app`` loads ``app``.
 
-Add a function: write a module with its own ``Router`` and list it here.
+Add a function: write a module with its own ``Router`` and list it in ``routers``.
 """
 
 from functions import csv_row_count
-from runtime import App
+from runtime import App, Router
 
-app = App([csv_row_count.router])
+routers: list[Router] = [csv_row_count.router]
+app = App(routers)
 
-__all__ = ["app"]
+__all__ = ["app", "routers"]

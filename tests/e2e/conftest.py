@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from functions import csv_row_count
+import functions
 from runtime import App
 from runtime.broker import queue_arguments
 from runtime.provision import init, merge_notifications, rule_prefix
@@ -23,7 +23,7 @@ from tests.servers import delete_queues, make_settings, require_minio, require_r
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-APP = App([csv_row_count.router, apps.router])
+APP = App([*functions.routers, apps.router])
 
 
 @dataclass
