@@ -8,7 +8,9 @@ replaces it (a function message, a retry, a dead letter) is confirmed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -97,13 +99,22 @@ class Broker:
     @contextlib.asynccontextmanager
     async def connect(cls, settings: Settings) -> AsyncIterator[Broker]:
         """Connect (reconnecting on failure) and open the publisher channel."""
-        try:
-            connection = await aio_pika.connect_robust(
-                settings.amqp_url.get_secret_value(),
-                client_properties={"connection_name": "bucketfn"},
-            )
-        except (AMQPError, OSError) as exc:
-            raise BrokerError(f"cannot connect to RabbitMQ: {exc}") from exc
+        # connect_robust reconnects only after a first success; a runtime
+        # started beside its broker (compose, a reboot) must wait for it.
+        deadline = time.monotonic() + settings.connect_timeout
+        delay = 0.5
+        while True:
+            try:
+                connection = await aio_pika.connect_robust(
+                    settings.amqp_url.get_secret_value(),
+                    client_properties={"connection_name": "bucketfn"},
+                )
+                break
+            except (AMQPError, OSError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise BrokerError(f"cannot connect to RabbitMQ: {exc}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         async with connection:
             publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
             yield cls(connection, publisher)

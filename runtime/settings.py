@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     prefetch: int = Field(default=16, ge=1, description="in-flight invocations per function")
     router_prefetch: int = Field(default=256, ge=1)
     read_chunk_size: int = Field(default=MIB, ge=64 * 1024)
+    connect_timeout: float = Field(default=60.0, ge=0, description="wait for RabbitMQ at start")
     shutdown_grace: float = Field(default=30.0, ge=0)
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
