@@ -72,8 +72,14 @@ def measure(size: int, repeats: int = 3, timeout: float = 600) -> dict[str, Any]
         for _ in range(repeats):
             key = f"uploads/bench-{uuid.uuid4().hex[:8]}/data.csv"
             t0 = time.perf_counter()
-            s3.upload_file(str(path), "job-inputs", key, Config=TransferConfig(
-                multipart_threshold=64 * 1024**2, multipart_chunksize=64 * 1024**2))
+            s3.upload_file(
+                str(path),
+                "job-inputs",
+                key,
+                Config=TransferConfig(
+                    multipart_threshold=64 * 1024**2, multipart_chunksize=64 * 1024**2
+                ),
+            )
             t1 = time.perf_counter()
             rkey = result_key("csv_row_count", key)
             while True:
