@@ -99,6 +99,7 @@ class Source(_Model):
     key: str
     etag: str | None
     version_id: str | None
+    sequencer: str | None = None
     size: int | None
     event_name: str
     event_time: datetime | None
@@ -111,6 +112,7 @@ class Source(_Model):
             key=event.key,
             etag=event.etag,
             version_id=event.version_id,
+            sequencer=event.sequencer,
             size=event.size,
             event_name=event.event_name,
             event_time=event.event_time,

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     read_chunk_size: int = Field(default=MIB, ge=64 * 1024)
     connect_timeout: float = Field(default=60.0, ge=0, description="wait for RabbitMQ at start")
     shutdown_grace: float = Field(default=30.0, ge=0)
+    event_loop: str = Field(default="uvloop", pattern="^(uvloop|asyncio)$")
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
 

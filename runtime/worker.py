@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,8 +24,6 @@ from runtime.records import Attempt, DeadLetter, ErrorInfo, Invocation, Result, 
 from runtime.routing import PRODUCER_META
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from aio_pika.abc import AbstractIncomingMessage
 
     from runtime.names import Queues
@@ -131,12 +130,19 @@ class Worker:
         ev = inv.event
         route = self.route
         key = names.result_key(route.name, ev.key)
-        previous = await self.storage.get(self.output_bucket, key)
-        if previous is not None and _done(previous, ev.revision):
-            return Outcome(status=Status.DUPLICATE)
-        current = await self.storage.head(ev.bucket, ev.key)
-        if current is None or not _same(current.version_id, current.etag, ev):
-            return Outcome(status=Status.SUPERSEDED)
+        previous = await self.storage.head(self.output_bucket, key)
+        if previous is not None:
+            seen = _Seen.of(previous.metadata or {})
+            if seen.status == "ok" and ev.revision and seen.revision == ev.revision:
+                return Outcome(status=Status.DUPLICATE)
+            if _older(ev.sequencer, seen.sequencer):
+                # A newer write of this key has a record already: never overwrite it.
+                return Outcome(status=Status.SUPERSEDED)
+        if ev.sequencer is None:
+            # Without a sequencer to order writes, ask the store what is current.
+            current = await self.storage.head(ev.bucket, ev.key)
+            if current is None or not _same(current.version_id, current.etag, ev):
+                return Outcome(status=Status.SUPERSEDED)
 
         log = self.log.bind(event_id=ev.event_id, bucket=ev.bucket, key=ev.key, attempt=inv.attempt)
         ctx = Context(
@@ -183,8 +189,9 @@ class Worker:
             content_type="application/json",
             metadata={
                 PRODUCER_META: self.route.name,
-                "bucketfn-source-revision": result.source.revision,
-                "bucketfn-status": result.status,
+                REVISION_META: result.source.revision,
+                SEQUENCER_META: result.source.sequencer or "",
+                STATUS_META: result.status,
             },
         )
 
@@ -260,14 +267,34 @@ class Worker:
         return Outcome(status=Status.DEAD_LETTER, error=error)
 
 
-def _done(previous: bytes, revision: str) -> bool:
-    try:
-        doc = orjson.loads(previous)
-        src = doc["source"]
-        prev_rev = src.get("version_id") or src.get("etag") or ""
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+REVISION_META = "bucketfn-source-revision"
+SEQUENCER_META = "bucketfn-source-sequencer"
+STATUS_META = "bucketfn-status"
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What a result record's metadata says about the invocation that wrote it."""
+
+    status: str
+    revision: str
+    sequencer: str | None
+
+    @classmethod
+    def of(cls, meta: Mapping[str, str]) -> _Seen:
+        return cls(
+            meta.get(STATUS_META, ""), meta.get(REVISION_META, ""), meta.get(SEQUENCER_META) or None
+        )
+
+
+def _older(sequencer: str | None, than: str | None) -> bool:
+    """S3 sequencers order the writes of one key: hex strings, compared as numbers."""
+    if not sequencer or not than:
         return False
-    return bool(doc.get("status") == "ok" and revision and prev_rev == revision)
+    try:
+        return int(sequencer, 16) < int(than, 16)
+    except ValueError:
+        return False
 
 
 def _same(version_id: str | None, etag: str | None, ev: Any) -> bool:

@@ -122,3 +122,18 @@ async def test_fingerprint_is_stable_for_the_same_bug() -> None:
     a, b = h.publisher.on("test.fn.echo.dlq")
     assert a["error"]["fingerprint"] == b["error"]["fingerprint"]
     assert a["id"] != b["id"]
+
+
+async def test_sequencer_orders_writes_without_asking_the_store() -> None:
+    h = Harness()
+    h.storage.put_bytes("job-inputs", "uploads/q", b"newer")
+    newer = h.event("job-inputs", "uploads/q").model_copy(update={"sequencer": "187A1B2C3D4E5F70"})
+    assert (await h.deliver(ROUTE, newer)).status is Status.OK
+    older = newer.model_copy(
+        update={"sequencer": "187A1B2C3D4E5F6F", "etag": "0" * 32, "event_id": "old"}
+    )
+    calls.clear()
+    assert (await h.deliver(ROUTE, older)).status is Status.SUPERSEDED
+    assert calls == []  # decided from the record's metadata: the handler never ran
+    rec = orjson.loads(h.storage.objects[("job-outputs", result_key("echo", "uploads/q"))].data)
+    assert rec["source"]["sequencer"] == "187A1B2C3D4E5F70"

@@ -1,0 +1,170 @@
+"""P4/P5: end-to-end throughput and latency, router alone, MinIO PUT rate alone.
+
+Everything runs on one machine: MinIO, RabbitMQ, the runtime (started by
+``make up``) and this load generator share its cores, so the figures are of the
+whole system on that hardware, not of any one part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+import aio_pika
+import orjson
+
+from runtime import App, Context, ObjectEvent, Router
+from runtime.broker import Broker, queue_arguments
+from runtime.service import serve
+from runtime.settings import Settings, load
+from runtime.storage import S3Storage
+
+BODY = b"id,value\n1,2\n"
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+async def open_loop(rate: float, seconds: float, settings: Settings) -> dict[str, Any]:
+    """PUT small CSVs at a fixed rate (open loop); time each until its result.json exists."""
+    run = uuid.uuid4().hex[:8]
+    n = int(rate * seconds)
+    done: dict[str, float] = {}
+    async with S3Storage.connect(settings) as storage:
+        t0 = time.time() + 0.2
+
+        async def one(i: int) -> None:
+            await asyncio.sleep(max(0.0, t0 + i / rate - time.time()))
+            key = f"uploads/bench-{run}/{i}.csv"
+            await storage.put("job-inputs", key, BODY, content_type="text/csv")
+            done[key] = time.time()
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        put_lag = max(done.values()) - (t0 + (n - 1) / rate)
+        s3 = storage.client
+        prefix = f"csv_row_count/uploads/bench-{run}/"
+        finished: dict[str, float] = {}
+        deadline = time.time() + 60
+        while len(finished) < n and time.time() < deadline:
+            paginator = s3.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket="job-outputs", Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    src = "uploads/" + obj["Key"][len("csv_row_count/uploads/") : -len("/result.json")]
+                    finished[src] = obj["LastModified"].timestamp()
+            if len(finished) < n:
+                await asyncio.sleep(0.5)
+    latencies = [finished[k] - done[k] for k in finished if k in done]
+    span = max(finished.values()) - t0 if finished else float("inf")
+    return {
+        "rate": rate,
+        "sent": n,
+        "completed": len(finished),
+        "put_lag_s": round(put_lag, 3),
+        "throughput_eps": round(len(finished) / span, 1),
+        "p50_ms": round(pct(latencies, 50) * 1000, 1) if latencies else None,
+        "p99_ms": round(pct(latencies, 99) * 1000, 1) if latencies else None,
+        "max_ms": round(max(latencies) * 1000, 1) if latencies else None,
+    }
+
+
+async def minio_put_rate(settings: Settings, seconds: float = 5, concurrency: int = 32) -> float:
+    """Small-object PUTs per second, closed loop, to a bucket with no notifications."""
+    bucket = "bucketfn-bench"
+    async with S3Storage.connect(settings) as storage:
+        s3 = storage.client
+        try:
+            await s3.create_bucket(Bucket=bucket)
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        count = 0
+        stop = time.perf_counter() + seconds
+
+        async def worker(w: int) -> None:
+            nonlocal count
+            i = 0
+            while time.perf_counter() < stop:
+                await storage.put(bucket, f"w{w}/{i}", BODY)
+                i += 1
+                count += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        return count / (time.perf_counter() - t0)
+
+
+def _minio_event(key: str) -> bytes:
+    return orjson.dumps(
+        {
+            "EventName": "s3:ObjectCreated:Put",
+            "Key": f"job-inputs/{key}",
+            "Records": [
+                {
+                    "eventSource": "minio:s3",
+                    "eventName": "s3:ObjectCreated:Put",
+                    "eventTime": datetime.now().isoformat(),
+                    "s3": {
+                        "bucket": {"name": "job-inputs"},
+                        "object": {"key": key, "size": 13, "eTag": uuid.uuid4().hex},
+                    },
+                }
+            ],
+        }
+    )
+
+
+sink = Router()
+
+
+@sink.function(bucket="job-inputs", prefix="routerbench/")
+async def routerbench(event: ObjectEvent, ctx: Context) -> None:
+    """Never runs: the router benchmark only fills this function's queue."""
+
+
+async def router_rate(n: int = 20_000) -> float:
+    """Events/s the router moves from the ingress queue to a function queue."""
+    settings = load().model_copy(update={"queue_prefix": f"bench-{uuid.uuid4().hex[:6]}"})
+    app = App([sink])
+    q = settings.queues
+    async with Broker.connect(settings) as broker:
+        await broker.declare(settings, app)
+        conn = await aio_pika.connect(settings.amqp_url.get_secret_value())
+        async with conn:
+            ch = await conn.channel(publisher_confirms=True)
+            window = 500
+            for start in range(0, n, window):
+                await asyncio.gather(
+                    *(
+                        ch.default_exchange.publish(
+                            aio_pika.Message(_minio_event(f"routerbench/{i}.csv")),
+                            routing_key=q.ingress,
+                        )
+                        for i in range(start, min(n, start + window))
+                    )
+                )
+            stop, ready = asyncio.Event(), asyncio.Event()
+            task = asyncio.create_task(serve(app, settings, stop, functions=set(), ready=ready))
+            await ready.wait()
+            t0 = time.perf_counter()
+            target = await ch.declare_queue(q.function("routerbench"), passive=True)
+            while True:
+                target = await ch.declare_queue(q.function("routerbench"), passive=True)
+                if target.declaration_result.message_count >= n:
+                    break
+                await asyncio.sleep(0.05)
+            elapsed = time.perf_counter() - t0
+            stop.set()
+            await task
+            for name in queue_arguments(settings, app):
+                await ch.queue_delete(name)
+    return n / elapsed
+
+
+def _median_of(values: list[float]) -> float:
+    return statistics.median(values)
