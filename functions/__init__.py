@@ -3,10 +3,10 @@
 Add a function: write a module with its own ``Router`` and list it in ``routers``.
 """
 
-from functions import csv_row_count
+from functions import csv_row_count, to_curated, to_staging
 from runtime import App, Router
 
-routers: list[Router] = [csv_row_count.router]
+routers: list[Router] = [csv_row_count.router, to_staging.router, to_curated.router]
 app = App(routers)
 
 __all__ = ["app", "routers"]
