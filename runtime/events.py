@@ -56,6 +56,12 @@ class ObjectEvent(BaseModel):
         """What identifies this content: the version id, else the etag."""
         return self.version_id or self.etag or ""
 
+    def describes(self, version_id: str | None, etag: str | None) -> bool:
+        """Whether the object now at this key (its version id / etag) is the one announced."""
+        if self.version_id:
+            return version_id == self.version_id
+        return not self.etag or etag == self.etag
+
 
 def parse(body: bytes) -> list[ObjectEvent]:
     """Parse one broker message into its object events.

@@ -7,6 +7,7 @@ cost ~8× in throughput — so an object of any size needs bounded memory.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -14,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import aioboto3
 from aiobotocore.config import AioConfig
-from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.errors import ObjectGone, StorageError, Superseded
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from runtime.settings import Settings
 
 MIB = 1024 * 1024
-PART_SIZE = 8 * MIB  # multipart part size: memory per streamed write is ~2 parts
+PART_SIZE = 8 * MIB  # multipart part size: a streamed write holds about two parts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +78,10 @@ class Storage(Protocol):
         """Write an object atomically (single PUT, or multipart completion)."""
         ...
 
+    def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Objects under ``prefix`` in key order (key, etag, size; no metadata)."""
+        ...
+
 
 def _code(exc: ClientError) -> str:
     err: Any = exc.response.get("Error", {})
@@ -96,24 +100,18 @@ def translate(exc: Exception, what: str) -> StorageError:
     return StorageError(f"{what}: {type(exc).__name__}: {exc}")
 
 
-class _Reader:
-    """Adapts an async iterator of chunks to the ``read(n)`` that upload_fileobj wants."""
-
-    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
-        self._it = aiter(chunks)
-        self._buf = bytearray()
-        self._eof = False
-
-    async def read(self, n: int = -1) -> bytes:
-        while not self._eof and (n < 0 or len(self._buf) < n):
-            try:
-                self._buf += await anext(self._it)
-            except StopAsyncIteration:
-                self._eof = True
-        size = len(self._buf) if n < 0 else min(n, len(self._buf))
-        out = bytes(self._buf[:size])
-        del self._buf[:size]
-        return out
+async def parts(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+    """Re-cut a stream of chunks into pieces of exactly ``size`` bytes (the last may be short)."""
+    buf = bytearray()
+    async for chunk in chunks:
+        buf += chunk
+        while len(buf) >= size:
+            with memoryview(buf) as view:
+                piece = bytes(view[:size])  # one copy, not a bytearray slice and a copy
+            del buf[:size]
+            yield piece
+    if buf:
+        yield bytes(buf)
 
 
 class S3Storage:
@@ -188,6 +186,22 @@ class S3Storage:
                 return None
             raise err from exc
 
+    async def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Objects under ``prefix`` in key order, page by page."""
+        pages = self._s3.get_paginator("list_objects_v2")
+        try:
+            async for page in pages.paginate(Bucket=bucket, Prefix=prefix):
+                for o in page.get("Contents", []):
+                    yield ObjectInfo(
+                        bucket=bucket,
+                        key=o["Key"],
+                        etag=o.get("ETag", "").strip('"') or None,
+                        version_id=None,
+                        size=o.get("Size"),
+                    )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"LIST {bucket}/{prefix}") from exc
+
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
         """The current state of an object, or None if absent."""
         try:
@@ -227,19 +241,58 @@ class S3Storage:
                     version_id=resp.get("VersionId"),
                     size=len(body),
                 )
-            config = TransferConfig(
-                multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=2
-            )
-            await self._s3.upload_fileobj(
-                _Reader(body),  # type: ignore[arg-type]  # async read() is supported
-                bucket,
-                key,
-                ExtraArgs=extra,
-                Config=config,
-            )
+            return await self._multipart(bucket, key, body, extra)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, f"PUT {bucket}/{key}") from exc
-        info = await self.head(bucket, key)
-        if info is None:
-            raise StorageError(f"PUT {bucket}/{key}: object missing right after upload")
-        return info
+
+    async def _multipart(
+        self, bucket: str, key: str, chunks: AsyncIterable[bytes], extra: dict[str, Any]
+    ) -> ObjectInfo:
+        """Upload a stream part by part; the object appears only on completion.
+
+        Hand-written rather than aioboto3's upload_fileobj: that one reads up to
+        100 parts ahead (800 MB here) when the network is slower than the
+        producer, deadlocks when a part fails with a smaller read-ahead, and
+        returns no etag or version. Here one part uploads while the next is
+        read, and any failure aborts the upload so no parts are left behind.
+        """
+        pieces = parts(chunks, PART_SIZE)
+        first = await anext(pieces, None)
+        if first is None or len(first) < PART_SIZE:
+            return await self.put(bucket, key, first or b"", **_put_args(extra))
+        upload = await self._s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)
+        upload_id = upload["UploadId"]
+        done: list[Any] = []
+        try:
+            part: bytes | None = first
+            while part is not None:
+                number = len(done) + 1
+                sending = asyncio.ensure_future(
+                    self._s3.upload_part(
+                        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part
+                    )
+                )
+                try:
+                    part = await anext(pieces, None)  # read the next part meanwhile
+                finally:
+                    resp = await sending
+                done.append({"ETag": resp["ETag"], "PartNumber": number})
+            result = await self._s3.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    self._s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+                )
+            raise
+        return ObjectInfo(
+            bucket=bucket,
+            key=key,
+            etag=result.get("ETag", "").strip('"') or None,
+            version_id=result.get("VersionId"),
+        )
+
+
+def _put_args(extra: Mapping[str, Any]) -> dict[str, Any]:
+    return {"content_type": extra["ContentType"], "metadata": extra["Metadata"]}

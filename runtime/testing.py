@@ -92,6 +92,18 @@ class MemoryStorage:
         obj = self.objects.get((bucket, key))
         return None if obj is None else obj.data
 
+    async def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Objects under ``prefix`` in S3's key order (UTF-8 bytes)."""
+        found = sorted(
+            (key for (b, key) in self.objects if b == bucket and key.startswith(prefix)),
+            key=str.encode,
+        )
+        for key in found:
+            obj = self.objects[(bucket, key)]
+            yield ObjectInfo(
+                bucket=bucket, key=key, etag=obj.etag, version_id=None, size=len(obj.data)
+            )
+
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
         """The object's current state, or None."""
         obj = self.objects.get((bucket, key))

@@ -141,7 +141,7 @@ class Worker:
         if ev.sequencer is None:
             # Without a sequencer to order writes, ask the store what is current.
             current = await self.storage.head(ev.bucket, ev.key)
-            if current is None or not _same(current.version_id, current.etag, ev):
+            if current is None or not ev.describes(current.version_id, current.etag):
                 return Outcome(status=Status.SUPERSEDED)
 
         log = self.log.bind(event_id=ev.event_id, bucket=ev.bucket, key=ev.key, attempt=inv.attempt)
@@ -295,9 +295,3 @@ def _older(sequencer: str | None, than: str | None) -> bool:
         return int(sequencer, 16) < int(than, 16)
     except ValueError:
         return False
-
-
-def _same(version_id: str | None, etag: str | None, ev: Any) -> bool:
-    if ev.version_id:
-        return bool(version_id == ev.version_id)
-    return not ev.etag or etag == ev.etag

@@ -8,6 +8,7 @@ whole system on that hardware, not of any one part.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 import uuid
@@ -56,7 +57,7 @@ async def open_loop(rate: float, seconds: float, settings: Settings) -> dict[str
             paginator = s3.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket="job-outputs", Prefix=prefix):
                 for obj in page.get("Contents", []):
-                    src = "uploads/" + obj["Key"][len("csv_row_count/uploads/") : -len("/result.json")]
+                    src = obj["Key"].removeprefix("csv_row_count/").removesuffix("/result.json")
                     finished[src] = obj["LastModified"].timestamp()
             if len(finished) < n:
                 await asyncio.sleep(0.5)
@@ -79,10 +80,8 @@ async def minio_put_rate(settings: Settings, seconds: float = 5, concurrency: in
     bucket = "bucketfn-bench"
     async with S3Storage.connect(settings) as storage:
         s3 = storage.client
-        try:
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             await s3.create_bucket(Bucket=bucket)
-        except s3.exceptions.BucketAlreadyOwnedByYou:
-            pass
         count = 0
         stop = time.perf_counter() + seconds
 
@@ -155,7 +154,7 @@ async def router_rate(n: int = 20_000) -> float:
             target = await ch.declare_queue(q.function("routerbench"), passive=True)
             while True:
                 target = await ch.declare_queue(q.function("routerbench"), passive=True)
-                if target.declaration_result.message_count >= n:
+                if (target.declaration_result.message_count or 0) >= n:
                     break
                 await asyncio.sleep(0.05)
             elapsed = time.perf_counter() - t0
