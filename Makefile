@@ -55,7 +55,7 @@ test: venv
 	$(MAKE) --no-print-directory lint
 	infra/local/test.sh $(BIN)/pytest $(PYTEST_ARGS)
 
-bench: venv servers
+bench: init run
 	$(BIN)/python -m tests.bench
 
 clean: down

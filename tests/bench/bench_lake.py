@@ -91,6 +91,12 @@ class DiskStorage:
         self.written[f"{bucket}/{key}"] = size
         return ObjectInfo(bucket=bucket, key=key, etag="x", version_id=None, size=size)
 
+    async def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        # Writes are discarded, so there is never anything to list.
+        nothing: tuple[ObjectInfo, ...] = ()
+        for info in nothing:
+            yield info
+
 
 def _status_mb(field: str) -> float:
     """A size from /proc/self/status (Linux), in MB."""
