@@ -108,3 +108,14 @@ async def drain(queue_name: str, settings: Settings) -> AsyncIterator[bytes]:
         while (msg := await q.get(no_ack=False, fail=False)) is not None:
             await msg.ack()
             yield msg.body
+
+
+async def remove_rules(settings: Settings, buckets: set[str]) -> None:
+    """Remove the notification rules a test run's deployment added."""
+    from runtime.provision import merge_notifications, rule_prefix
+    from runtime.storage import S3Storage
+
+    async with S3Storage.connect(settings) as storage:
+        for bucket in buckets:
+            with contextlib.suppress(Exception):
+                await merge_notifications(storage.client, bucket, [], rule_prefix(settings))

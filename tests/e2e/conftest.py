@@ -13,12 +13,18 @@ import pytest
 import functions
 from runtime import App
 from runtime.broker import queue_arguments
-from runtime.provision import init, merge_notifications, rule_prefix
+from runtime.provision import init
 from runtime.service import serve
 from runtime.settings import Settings
-from runtime.storage import S3Storage
 from tests.e2e import apps
-from tests.servers import delete_queues, make_settings, require_minio, require_rabbitmq, s3_client
+from tests.servers import (
+    delete_queues,
+    make_settings,
+    remove_rules,
+    require_minio,
+    require_rabbitmq,
+    s3_client,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -51,7 +57,5 @@ async def stack() -> AsyncIterator[Stack]:
     stop.set()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(task, 60)
-    async with S3Storage.connect(settings) as storage:
-        for bucket in {r.bucket for r in APP.routes}:
-            await merge_notifications(storage.client, bucket, [], rule_prefix(settings))
+    await remove_rules(settings, {r.bucket for r in APP.routes})
     await delete_queues(settings, list(queue_arguments(settings, APP)))

@@ -16,12 +16,11 @@ import pytest
 from runtime.broker import Broker, queue_arguments
 from runtime.dlq import DeadLetters, Entry, select
 from runtime.names import result_key
-from runtime.provision import init, merge_notifications, rule_prefix
+from runtime.provision import init
 from runtime.settings import Settings
-from runtime.storage import S3Storage
 from tests.e2e import apps
 from tests.e2e.conftest import Stack
-from tests.servers import delete_queues, make_settings, unique, wait_for_object
+from tests.servers import delete_queues, make_settings, remove_rules, unique, wait_for_object
 from tests.unit.test_events import minio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,8 +198,7 @@ async def crash_settings() -> AsyncIterator[Settings]:
     settings = make_settings().model_copy(update={"delivery_limit": 2})
     await init(apps.CRASH_APP, settings)
     yield settings
-    async with S3Storage.connect(settings) as storage:
-        await merge_notifications(storage.client, "job-inputs", [], rule_prefix(settings))
+    await remove_rules(settings, {"job-inputs"})
     await delete_queues(settings, list(queue_arguments(settings, apps.CRASH_APP)))
 
 
@@ -291,3 +289,60 @@ async def test_a_handler_that_kills_its_process_is_dead_lettered_by_the_broker(
     assert entry.kind == "delivery-limit"
     assert "delivery_limit" in entry.reason
     assert entry.invocation is not None and entry.invocation.event.key == key
+
+
+async def test_sigterm_finishes_in_flight_work_and_exits_zero(
+    stack: Stack, process: Process
+) -> None:
+    key = f"e2e-slow/{unique()}/graceful.bin"
+    process.start()
+    await put(stack, key, b"abcd")
+    started = f"slow/{key}/started/"
+    deadline = time.monotonic() + 30
+    while await _objects(stack, started) < 1:
+        assert time.monotonic() < deadline, process.log.read_text()[-2000:]
+        await asyncio.sleep(0.1)
+    assert process.proc is not None
+    process.proc.terminate()  # SIGTERM mid-invocation
+    code = await asyncio.to_thread(process.proc.wait, 60)
+    assert code == 0
+    # The in-flight invocation was allowed to finish before the exit.
+    result = await wait_for_object(stack.s3, "job-outputs", result_key("slow", key), timeout=5)
+    assert result["output"] == {"size": 4}
+    assert await _objects(stack, started) == 1
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BUCKETFN_QUEUE_PREFIX": settings.queue_prefix}
+    return subprocess.run(
+        [sys.executable, "-m", "runtime", "dlq", *args, "--app", "tests.e2e.conftest:APP"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_the_dlq_cli_a_newcomer_uses(stack: Stack) -> None:
+    key = f"e2e-strict/{unique()}/cli.txt"
+    await put(stack, key, b"this is bad input")
+    await wait_for_object(stack.s3, "job-outputs", result_key("strict", key))
+    (entry,) = [e for e in await dead_letters(stack.settings, stack.app, "strict") if e.key == key]
+
+    listed = _cli(stack.settings, "ls", "--json", "--function", "strict")
+    assert listed.returncode == 0, listed.stderr
+    assert entry.id in [e["id"] for e in orjson.loads(listed.stdout)]
+    human = _cli(stack.settings, "ls", "--error", "malformed")
+    assert "FINGERPRINT" in human.stdout and entry.fingerprint in human.stdout
+
+    shown = _cli(stack.settings, "show", entry.id)
+    assert shown.returncode == 0
+    assert "Traceback" in shown.stdout and key in shown.stdout
+
+    dry = _cli(stack.settings, "replay", "--id", entry.id, "--dry-run", "--json")
+    assert orjson.loads(dry.stdout) == {"replayed": [entry.id], "skipped": {}, "dry_run": True}
+    purged = _cli(stack.settings, "purge", "--id", entry.id, "--yes", "--json")
+    assert orjson.loads(purged.stdout) == {"purged": [entry.id]}
+    assert _cli(stack.settings, "show", entry.id).returncode == 1

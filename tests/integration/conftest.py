@@ -9,7 +9,7 @@ import pytest
 from functions import app as functions_app
 from runtime.broker import Broker, queue_arguments
 from runtime.settings import Settings
-from tests.servers import delete_queues, make_settings, require_rabbitmq
+from tests.servers import delete_queues, make_settings, remove_rules, require_rabbitmq
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +18,7 @@ async def settings() -> AsyncIterator[Settings]:
     await require_rabbitmq(s)
     yield s
     await delete_queues(s, list(queue_arguments(s, functions_app)))
+    await remove_rules(s, {r.bucket for r in functions_app.routes})
 
 
 @pytest.fixture(scope="session")
