@@ -247,17 +247,23 @@ async def _objects(stack: Stack, prefix: str) -> int:
     return int(listing["KeyCount"])
 
 
-async def test_sigkill_mid_invocation_is_redelivered_and_ends_in_one_result(
-    stack: Stack, process: Process
-) -> None:
-    key = f"e2e-slow/{unique()}/data.bin"
+async def _start_slow_invocation(stack: Stack, process: Process, key: str, body: bytes) -> str:
+    """Start the child runtime, upload ``key``, return once ``slow`` is mid-invocation."""
     process.start()
-    await put(stack, key, b"abc")
+    await put(stack, key, body)
     started = f"slow/{key}/started/"
     deadline = time.monotonic() + 30
     while await _objects(stack, started) < 1:
         assert time.monotonic() < deadline, process.log.read_text()[-2000:]
         await asyncio.sleep(0.1)
+    return started
+
+
+async def test_sigkill_mid_invocation_is_redelivered_and_ends_in_one_result(
+    stack: Stack, process: Process
+) -> None:
+    key = f"e2e-slow/{unique()}/data.bin"
+    started = await _start_slow_invocation(stack, process, key, b"abc")
     process.kill()  # SIGKILL, mid-invocation: no ack was sent
     assert await _objects(stack, f"slow/{key}/result.json") == 0
     process.start()
@@ -295,13 +301,7 @@ async def test_sigterm_finishes_in_flight_work_and_exits_zero(
     stack: Stack, process: Process
 ) -> None:
     key = f"e2e-slow/{unique()}/graceful.bin"
-    process.start()
-    await put(stack, key, b"abcd")
-    started = f"slow/{key}/started/"
-    deadline = time.monotonic() + 30
-    while await _objects(stack, started) < 1:
-        assert time.monotonic() < deadline, process.log.read_text()[-2000:]
-        await asyncio.sleep(0.1)
+    started = await _start_slow_invocation(stack, process, key, b"abcd")
     assert process.proc is not None
     process.proc.terminate()  # SIGTERM mid-invocation
     code = await asyncio.to_thread(process.proc.wait, 60)
