@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The bucketfn runtime as a background process for `make up`.
-#   runtime.sh start | stop
+#   runtime.sh start | stop | status
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
@@ -26,5 +26,6 @@ case "${1:-}" in
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$PIDFILE"; log "stopped"
     ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  status) running && echo running || echo stopped ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac
