@@ -23,6 +23,7 @@ from aio_pika.abc import (
     ExchangeType,
 )
 from aio_pika.exceptions import AMQPError, DeliveryError
+from aiormq.exceptions import ChannelPreconditionFailed
 
 from runtime.errors import BrokerError
 from runtime.retry import tiers_for
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
     from runtime.settings import Settings
 
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
+# RabbitMQ 4 gives every quorum queue a default delivery limit of 20 and drops
+# a message past it when the queue has no dead-letter exchange. Listing a
+# dead-letter queue returns each message to it, which can count as a delivery,
+# so dead-letter queues get a limit that no amount of listing reaches.
+_KEEP: dict[str, Any] = {**_QUORUM, "x-delivery-limit": 1_000_000_000}
 
 
 def _dead_letter_to(queue: str) -> dict[str, Any]:
@@ -60,7 +66,7 @@ def queue_arguments(settings: Settings, app: App) -> dict[str, dict[str, Any]]:
             "x-delivery-limit": limit,
             **_dead_letter_to(q.ingress_dlq),
         },
-        q.ingress_dlq: dict(_QUORUM),
+        q.ingress_dlq: dict(_KEEP),
     }
     for route in app.routes:
         queues.update(function_queues(q, route, limit))
@@ -76,7 +82,7 @@ def function_queues(q: Queues, route: Route, limit: int) -> dict[str, dict[str, 
             "x-delivery-limit": limit,
             **_dead_letter_to(q.dead_letter(route.name)),
         },
-        q.dead_letter(route.name): dict(_QUORUM),
+        q.dead_letter(route.name): dict(_KEEP),
     }
     for tier in tiers_for(route.retry):
         out[q.retry(route.name, tier)] = {
@@ -134,7 +140,14 @@ class Broker:
             internal=False,
         )
         for name, arguments in queue_arguments(settings, app).items():
-            await channel.declare_queue(name, durable=True, arguments=arguments)
+            try:
+                await channel.declare_queue(name, durable=True, arguments=arguments)
+            except ChannelPreconditionFailed as exc:
+                # RabbitMQ never changes a queue's arguments in place.
+                raise BrokerError(
+                    f"queue {name!r} exists with other arguments ({exc}); drain and delete "
+                    "it, or deploy under a new BUCKETFN_QUEUE_PREFIX"
+                ) from exc
         ingress = await channel.get_queue(settings.queues.ingress, ensure=False)
         await ingress.bind(exchange, routing_key=settings.routing_key)
 

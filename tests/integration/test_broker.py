@@ -16,6 +16,7 @@ import pytest
 
 from functions import app as functions_app
 from runtime.broker import Broker, queue_arguments
+from runtime.dlq import DeadLetters, select
 from runtime.errors import BrokerError
 from runtime.ingress import Dispatcher
 from runtime.settings import Settings
@@ -120,3 +121,15 @@ async def test_router_publishes_one_invocation_per_matching_function(
     assert body["event"]["key"] == "uploads/x y.csv"
     assert body["attempt"] == 1
     assert await dispatcher.route(minio("elsewhere/x.csv")) == []
+
+
+async def test_listing_a_dead_letter_queue_many_times_loses_nothing(
+    settings: Settings, broker: Broker
+) -> None:
+    queue = settings.queues.ingress_dlq
+    await broker.publish(queue, b"not an event at all", message_id="keep-me")
+    store = DeadLetters(broker, settings, functions_app)
+    for _ in range(25):  # past RabbitMQ 4's default quorum delivery limit of 20
+        entries = [e for e in await store.entries() if e.id == "keep-me"]
+        assert len(entries) == 1
+    assert (await store.purge(select(["keep-me"]))) == ["keep-me"]
