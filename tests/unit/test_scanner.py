@@ -187,6 +187,31 @@ def test_results_never_depend_on_chunking_even_outside_rfc4180() -> None:
     assert len(distinct) > 5
 
 
+@pytest.mark.parametrize("blank", [0.01, 0.4], ids=["rare blanks", "dense blanks"])
+def test_blank_lines_among_many_rows_match_csv(blank: float) -> None:
+    # Chunks without a blank line take the count-only path; those with a few
+    # count them by regex, those with many by line list; a quoted LF-LF only looks
+    # like a blank line. All must agree with csv wherever the chunk edges fall.
+    rng = random.Random(11)
+    rows = []
+    for _ in range(3000):
+        roll = rng.random()
+        if roll < blank:
+            rows.append(rng.choice([b"\n", b"\r\n"]))
+        elif roll < blank + 0.01:
+            rows.append(b'1,"a\n\r\n\nb"\r\n')
+        elif roll < blank + 0.1:
+            rows.append(b'2,"x\ny",z\r\n')
+        else:
+            rows.append(b"%d,abc,%d\r\n" % (rng.randrange(1000), rng.randrange(9)))
+    data = b"h1,h2,h3\r\n" + b"".join(rows)
+    expected = oracle(data)
+    for size in (5, 64, 1000, 4096, len(data)):
+        assert count(data, every(size, data)).rows == expected[0], size
+    for _ in range(20):
+        assert count(data, random_cuts(rng, data)).rows == expected[0]
+
+
 def test_chunk_bigger_than_the_scan_window_counts_the_same() -> None:
     row = b'1,"two\nlines",3\r\n\n'
     data = b"a,b,c\n" + row * 400_000  # ~7 MB: scanned in more than one window
