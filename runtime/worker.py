@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 import structlog
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from runtime import names, retry
 from runtime.context import Context
-from runtime.errors import ObjectGone, Superseded
+from runtime.errors import ObjectGone, Reject, Superseded
 from runtime.records import Attempt, DeadLetter, ErrorInfo, Invocation, Result, Source, now
 from runtime.routing import PRODUCER_META
 
@@ -182,10 +183,15 @@ class Worker:
         return Outcome(status=Status.OK, result=result)
 
     async def _record(self, key: str, result: Result) -> None:
+        try:
+            body = dumps(result)
+        except (PydanticSerializationError, TypeError, ValueError) as exc:
+            # Retrying cannot make a return value serializable: the code must change.
+            raise Reject(f"the function's return value is not JSON-serializable: {exc}") from exc
         await self.storage.put(
             self.output_bucket,
             key,
-            dumps(result),
+            body,
             content_type="application/json",
             metadata={
                 PRODUCER_META: self.route.name,

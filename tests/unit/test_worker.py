@@ -137,3 +137,19 @@ async def test_sequencer_orders_writes_without_asking_the_store() -> None:
     assert calls == []  # decided from the record's metadata: the handler never ran
     rec = orjson.loads(h.storage.objects[("job-outputs", result_key("echo", "uploads/q"))].data)
     assert rec["source"]["sequencer"] == "187A1B2C3D4E5F70"
+
+
+async def test_a_return_value_that_is_not_json_is_dead_lettered_not_retried() -> None:
+    r = Router()
+
+    @r.function(bucket="job-inputs")
+    async def returns_a_socket(event: ObjectEvent, ctx: Context) -> object:
+        return {"handle": object()}
+
+    h = Harness()
+    h.storage.put_bytes("job-inputs", "k", b"x")
+    out = await h.deliver(r.routes[0], h.event("job-inputs", "k"))
+    assert out.status is Status.DEAD_LETTER
+    (letter,) = h.publisher.on("test.fn.returns_a_socket.dlq")
+    assert "not JSON-serializable" in letter["error"]["message"]
+    assert letter["reason"] == "permanent error"
