@@ -139,9 +139,10 @@ async def _show(store: DeadLetters, args: argparse.Namespace) -> int:
     for k, v in entry.summary().items():
         _out(f"{k:12} {v}")
     for a in entry.record.get("invocation", {}).get("history", []):
+        then = f"next try in {a['delay_ms']} ms" if a.get("delay_ms") else "no retry"
         _out(
             f"attempt {a['attempt']} at {a['at']}: {a['error_type']}: "
-            f"{_short(a['message'], 80)} (next try in {a.get('delay_ms')} ms)"
+            f"{_short(a['message'], 80)} ({then})"
         )
     tb = entry.record.get("error", {}).get("traceback")
     if tb:
