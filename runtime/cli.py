@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run only this function's worker (repeatable)",
     )
     p_run.add_argument("--no-router", action="store_true", help="do not consume the ingress queue")
+    p_run.add_argument("--router-only", action="store_true", help="run no function workers")
 
     p_routes = sub.add_parser("routes", help="list the routes and their queues")
     p_routes.add_argument("app", nargs="?", default=default_app, help=app_help)
@@ -56,7 +57,7 @@ async def _run(args: argparse.Namespace) -> int:
         app,
         settings,
         stop,
-        functions=set(args.functions) if args.functions else None,
+        functions=set() if args.router_only else set(args.functions or []) or None,
         router=not args.no_router,
     )
     return 0
