@@ -74,8 +74,14 @@ class Storage(Protocol):
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+        if_absent: bool = False,
     ) -> ObjectInfo:
-        """Write an object atomically (single PUT, or multipart completion)."""
+        """Write an object atomically (single PUT, or multipart completion).
+
+        ``if_match`` (an etag) or ``if_absent`` make the write conditional
+        (bytes bodies only): if the object changed meanwhile, Superseded.
+        """
         ...
 
     def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
@@ -228,12 +234,21 @@ class S3Storage:
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+        if_absent: bool = False,
     ) -> ObjectInfo:
         """Single PUT for bytes; multipart for a stream (atomic on completion)."""
         extra: dict[str, Any] = {"ContentType": content_type, "Metadata": dict(metadata or {})}
+        condition: dict[str, Any] = {}
+        if if_match:
+            condition["IfMatch"] = f'"{if_match}"'
+        elif if_absent:
+            condition["IfNoneMatch"] = "*"
         try:
             if isinstance(body, bytes | bytearray):
-                resp = await self._s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+                resp = await self._s3.put_object(
+                    Bucket=bucket, Key=key, Body=body, **extra, **condition
+                )
                 return ObjectInfo(
                     bucket=bucket,
                     key=key,
@@ -241,6 +256,8 @@ class S3Storage:
                     version_id=resp.get("VersionId"),
                     size=len(body),
                 )
+            if condition:
+                raise ValueError("conditional writes take a bytes body")
             return await self._multipart(bucket, key, body, extra)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, f"PUT {bucket}/{key}") from exc

@@ -153,3 +153,42 @@ async def test_a_return_value_that_is_not_json_is_dead_lettered_not_retried() ->
     (letter,) = h.publisher.on("test.fn.returns_a_socket.dlq")
     assert "not JSON-serializable" in letter["error"]["message"]
     assert letter["reason"] == "permanent error"
+
+
+async def test_a_record_written_meanwhile_by_a_newer_event_is_never_overwritten() -> None:
+    """The race the up-front check cannot see: the newer record lands mid-invocation."""
+    h = Harness()
+    h.storage.put_bytes("job-inputs", "uploads/race", b"old")
+    old = h.event("job-inputs", "uploads/race").model_copy(update={"sequencer": "10"})
+    newer_record = {
+        "bucketfn-status": "ok",
+        "bucketfn-source-revision": "v-new",
+        "bucketfn-source-sequencer": "20",
+    }
+    r = Router()
+
+    @r.function(bucket="job-inputs")
+    async def slow_echo(event: ObjectEvent, ctx: Context) -> dict[str, int]:
+        # While this runs, the newer event's invocation writes its record.
+        h.storage.put_bytes("job-outputs", result_key("slow_echo", event.key), b"{}", newer_record)
+        return {"n": 1}
+
+    out = await h.deliver(r.routes[0], old)
+    assert out.status is Status.SUPERSEDED
+    stored = h.storage.objects[("job-outputs", result_key("slow_echo", "uploads/race"))]
+    assert stored.metadata["bucketfn-source-revision"] == "v-new"
+
+
+async def test_a_concurrent_record_of_unknown_order_retries_instead_of_overwriting() -> None:
+    h = Harness()
+    h.storage.put_bytes("job-inputs", "uploads/r2", b"x")
+    ev = h.event("job-inputs", "uploads/r2")  # no sequencer: order unknown
+    r = Router()
+
+    @r.function(bucket="job-inputs")
+    async def racer(event: ObjectEvent, ctx: Context) -> None:
+        h.storage.put_bytes("job-outputs", result_key("racer", event.key), b"{}", {})
+
+    out = await h.deliver(r.routes[0], ev)
+    assert out.status is Status.RETRY
+    assert out.error is not None and "changed while this invocation ran" in out.error.message
