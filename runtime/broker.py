@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractQueue,
-    AbstractRobustConnection,
     ExchangeType,
 )
 from aio_pika.exceptions import AMQPError, DeliveryError
 from aiormq.exceptions import ChannelPreconditionFailed
 
-from runtime.errors import BrokerError
+from runtime.errors import BrokerError, ConfigError
 from runtime.retry import tiers_for
 
 if TYPE_CHECKING:
@@ -94,26 +94,56 @@ def function_queues(q: Queues, route: Route, limit: int) -> dict[str, dict[str, 
     return out
 
 
+class _ClosingConnection(aio_pika.Connection):
+    """A connection that closes itself when connecting fails.
+
+    Otherwise the half-made connection closes from ``__del__`` whenever the
+    garbage collector finds it, which may be outside the event loop, leaving
+    a never-awaited coroutine behind on every failed attempt.
+    """
+
+    async def connect(self, timeout: aio_pika.abc.TimeoutType = None) -> None:  # noqa: ASYNC109 - overrides aio-pika's signature
+        try:
+            await super().connect(timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.close()
+            raise
+
+
 class Broker:
     """One connection; a confirming publisher channel; consumer channels on demand."""
 
-    def __init__(self, connection: AbstractRobustConnection, publisher: AbstractChannel) -> None:
+    def __init__(self, connection: AbstractConnection, publisher: AbstractChannel) -> None:
         self.connection = connection
         self._pub = publisher
+        # Set when the connection or any of its channels closes under us; the
+        # runtime then rebuilds everything on a fresh connection (see service).
+        self.lost = asyncio.Event()
+        connection.close_callbacks.add(self._on_close)
+        publisher.close_callbacks.add(self._on_close)
+
+    def _on_close(self, *_: object) -> None:
+        self.lost.set()
 
     @classmethod
     @contextlib.asynccontextmanager
     async def connect(cls, settings: Settings) -> AsyncIterator[Broker]:
-        """Connect (reconnecting on failure) and open the publisher channel."""
-        # connect_robust reconnects only after a first success; a runtime
-        # started beside its broker (compose, a reboot) must wait for it.
+        """Connect, waiting up to ``connect_timeout`` for the broker, and open the publisher.
+
+        A plain connection, not aio-pika's robust one: its silent restore of
+        channels and consumers after a broker restart raced the restart of
+        quorum queues and sometimes left a runtime connected but consuming
+        nothing. The runtime reconnects by rebuilding instead (service.serve).
+        """
         deadline = time.monotonic() + settings.connect_timeout
         delay = 0.5
         while True:
             try:
-                connection = await aio_pika.connect_robust(
+                connection = await aio_pika.connect(
                     settings.amqp_url.get_secret_value(),
                     client_properties={"connection_name": "bucketfn"},
+                    connection_class=_ClosingConnection,
                 )
                 break
             except (AMQPError, OSError) as exc:
@@ -121,9 +151,12 @@ class Broker:
                     raise BrokerError(f"cannot connect to RabbitMQ: {exc}") from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        async with connection:
+        try:
             publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
             yield cls(connection, publisher)
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def declare(self, settings: Settings, app: App) -> None:
         """Declare the exchange MinIO publishes to, every queue, and the ingress binding.
@@ -144,7 +177,7 @@ class Broker:
                 await channel.declare_queue(name, durable=True, arguments=arguments)
             except ChannelPreconditionFailed as exc:
                 # RabbitMQ never changes a queue's arguments in place.
-                raise BrokerError(
+                raise ConfigError(
                     f"queue {name!r} exists with other arguments ({exc}); drain and delete "
                     "it, or deploy under a new BUCKETFN_QUEUE_PREFIX"
                 ) from exc
@@ -179,5 +212,6 @@ class Broker:
     async def consumer(self, queue: str, prefetch: int) -> tuple[AbstractChannel, AbstractQueue]:
         """A channel with its own prefetch and the queue to consume on it."""
         channel = await self.connection.channel()
+        channel.close_callbacks.add(self._on_close)
         await channel.set_qos(prefetch_count=prefetch)
-        return channel, await channel.get_queue(queue, ensure=False)
+        return channel, await channel.declare_queue(queue, passive=True)
