@@ -74,14 +74,8 @@ class Storage(Protocol):
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
-        if_match: str | None = None,
-        if_absent: bool = False,
     ) -> ObjectInfo:
-        """Write an object atomically (single PUT, or multipart completion).
-
-        ``if_match`` (an etag) or ``if_absent`` make the write conditional
-        (bytes bodies only): if the object changed meanwhile, Superseded.
-        """
+        """Write an object atomically (single PUT, or multipart completion)."""
         ...
 
     def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
@@ -234,21 +228,12 @@ class S3Storage:
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
-        if_match: str | None = None,
-        if_absent: bool = False,
     ) -> ObjectInfo:
         """Single PUT for bytes; multipart for a stream (atomic on completion)."""
         extra: dict[str, Any] = {"ContentType": content_type, "Metadata": dict(metadata or {})}
-        condition: dict[str, Any] = {}
-        if if_match:
-            condition["IfMatch"] = f'"{if_match}"'
-        elif if_absent:
-            condition["IfNoneMatch"] = "*"
         try:
             if isinstance(body, bytes | bytearray):
-                resp = await self._s3.put_object(
-                    Bucket=bucket, Key=key, Body=body, **extra, **condition
-                )
+                resp = await self._s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
                 return ObjectInfo(
                     bucket=bucket,
                     key=key,
@@ -256,8 +241,6 @@ class S3Storage:
                     version_id=resp.get("VersionId"),
                     size=len(body),
                 )
-            if condition:
-                raise ValueError("conditional writes take a bytes body")
             return await self._multipart(bucket, key, body, extra)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, f"PUT {bucket}/{key}") from exc

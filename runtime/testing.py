@@ -126,15 +126,8 @@ class MemoryStorage:
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
-        if_match: str | None = None,
-        if_absent: bool = False,
     ) -> ObjectInfo:
-        """Store bytes or a stream of chunks; conditional writes as S3 does them."""
-        existing = self.objects.get((bucket, key))
-        if (if_match and (existing is None or existing.etag != if_match)) or (
-            if_absent and existing is not None
-        ):
-            raise Superseded(f"PUT {bucket}/{key}: PreconditionFailed")
+        """Store bytes or a stream of chunks."""
         if isinstance(body, bytes | bytearray):
             data = bytes(body)
         else:

@@ -7,7 +7,6 @@ invocation in :meth:`Worker.invoke` is what the test harness drives too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,17 +20,16 @@ from pydantic_core import PydanticSerializationError
 
 from runtime import names, retry
 from runtime.context import Context
-from runtime.errors import ObjectGone, Reject, StorageError, Superseded
+from runtime.errors import ObjectGone, Reject, Superseded
 from runtime.records import Attempt, DeadLetter, ErrorInfo, Invocation, Result, Source, now
 from runtime.routing import PRODUCER_META
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractIncomingMessage
 
-    from runtime.events import ObjectEvent
     from runtime.names import Queues
     from runtime.routing import Route
-    from runtime.storage import ObjectInfo, Storage
+    from runtime.storage import Storage
 
 
 class Publisher(Protocol):
@@ -134,9 +132,13 @@ class Worker:
         route = self.route
         key = names.result_key(route.name, ev.key)
         previous = await self.storage.head(self.output_bucket, key)
-        verdict = _verdict(previous, ev)
-        if verdict is not None:
-            return Outcome(status=verdict)
+        if previous is not None:
+            seen = _Seen.of(previous.metadata or {})
+            if seen.status == "ok" and ev.revision and seen.revision == ev.revision:
+                return Outcome(status=Status.DUPLICATE)
+            if _older(ev.sequencer, seen.sequencer):
+                # A newer write of this key has a record already: never overwrite it.
+                return Outcome(status=Status.SUPERSEDED)
         if ev.sequencer is None:
             # Without a sequencer to order writes, ask the store what is current.
             current = await self.storage.head(ev.bucket, ev.key)
@@ -177,22 +179,10 @@ class Worker:
             finished_at=now(),
             duration_ms=round((time.monotonic() - t0) * 1000, 3),
         )
-        try:
-            await self._record(key, result, previous)
-        except Superseded:
-            # Another invocation wrote the record while this one ran.
-            verdict = _verdict(await self.storage.head(self.output_bucket, key), ev)
-            if verdict is None:
-                raise StorageError(f"{key} changed while this invocation ran") from None
-            return Outcome(status=verdict)
+        await self._record(key, result)
         return Outcome(status=Status.OK, result=result)
 
-    async def _record(self, key: str, result: Result, previous: ObjectInfo | None) -> None:
-        """Write the record only over the one this invocation decided against.
-
-        The conditional PUT closes the race in which a newer event's record
-        lands between this invocation's check and its write.
-        """
+    async def _record(self, key: str, result: Result) -> None:
         try:
             body = dumps(result)
         except (PydanticSerializationError, TypeError, ValueError) as exc:
@@ -202,8 +192,6 @@ class Worker:
             self.output_bucket,
             key,
             body,
-            if_match=previous.etag if previous is not None else None,
-            if_absent=previous is None,
             content_type="application/json",
             metadata={
                 PRODUCER_META: self.route.name,
@@ -273,11 +261,7 @@ class Worker:
             duration_ms=0,
             error=error,
         )
-        key = names.result_key(route.name, ev.key)
-        previous = await self.storage.head(self.output_bucket, key)
-        if _verdict(previous, ev) is None:
-            with contextlib.suppress(Superseded):  # a newer record won the race: keep it
-                await self._record(key, result, previous)
+        await self._record(names.result_key(route.name, ev.key), result)
         log.error(
             "invocation dead-lettered",
             reason=decision.reason,
@@ -307,19 +291,6 @@ class _Seen:
         return cls(
             meta.get(STATUS_META, ""), meta.get(REVISION_META, ""), meta.get(SEQUENCER_META) or None
         )
-
-
-def _verdict(previous: ObjectInfo | None, ev: ObjectEvent) -> Status | None:
-    """What an existing record says about running ``ev``: skip it, or None to go on."""
-    if previous is None:
-        return None
-    seen = _Seen.of(previous.metadata or {})
-    if seen.status == "ok" and ev.revision and seen.revision == ev.revision:
-        return Status.DUPLICATE
-    if _older(ev.sequencer, seen.sequencer):
-        # A newer write of this key has a record already: never overwrite it.
-        return Status.SUPERSEDED
-    return None
 
 
 def _older(sequencer: str | None, than: str | None) -> bool:

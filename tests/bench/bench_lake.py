@@ -86,8 +86,6 @@ class DiskStorage:
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
-        if_match: str | None = None,
-        if_absent: bool = False,
     ) -> ObjectInfo:
         size = len(body) if isinstance(body, bytes) else sum([len(c) async for c in body])
         self.written[f"{bucket}/{key}"] = size
