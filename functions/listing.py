@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runtime.errors import Superseded
 
 if TYPE_CHECKING:
     from runtime.events import ObjectEvent
-    from runtime.storage import Storage
+    from runtime.storage import ObjectInfo, Storage
 
-__all__ = ["Listed", "list_objects", "still_current"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Listed:
-    """One object of a listing: enough to read it pinned, and to see that it changed."""
-
-    key: str
-    etag: str
+__all__ = ["list_objects", "still_current"]
 
 
-async def list_objects(storage: Storage, bucket: str, prefix: str) -> list[Listed]:
-    """Every object under ``prefix``, in key order."""
-    return [Listed(key=o.key, etag=o.etag or "") async for o in storage.list(bucket, prefix)]
+async def list_objects(storage: Storage, bucket: str, prefix: str) -> list[ObjectInfo]:
+    """Every object under ``prefix``, in key order (equal lists: nothing changed)."""
+    return [o async for o in storage.list(bucket, prefix)]
 
 
 async def still_current(storage: Storage, event: ObjectEvent) -> None:

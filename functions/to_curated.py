@@ -20,17 +20,20 @@ last saw them all, or sees the change and goes round again.
 from __future__ import annotations
 
 import asyncio
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]  # no types without pyarrow-stubs
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from functions import spool
-from functions.listing import Listed, list_objects, still_current
+from functions.listing import list_objects, still_current
 from functions.rollups import ROLLUPS, Rollup
 from functions.to_staging import REJECTED
 from runtime import Context, InputError, ObjectEvent, ObjectGone, Retry, Router, Superseded
 from runtime.names import safe_key
+
+if TYPE_CHECKING:
+    from runtime.storage import ObjectInfo
 
 __all__ = ["CuratedResult", "router", "to_curated"]
 
@@ -110,7 +113,7 @@ async def _recompute(ctx: Context, rollup: Rollup, total_key: str) -> tuple[int,
     raise Retry(reason=f"partials of {rollup.dataset!r} kept changing for {MAX_ROUNDS} rounds")
 
 
-async def _combine(ctx: Context, rollup: Rollup, listed: list[Listed]) -> pa.Table:
+async def _combine(ctx: Context, rollup: Rollup, listed: list[ObjectInfo]) -> pa.Table:
     if not listed:
         raise ObjectGone(f"no partials under {CURATED}/{rollup.dataset}/{PARTIALS}/")
     total: pa.Table | None = None

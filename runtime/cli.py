@@ -15,7 +15,7 @@ import uvloop
 from runtime import dlqcli, logs, provision, service
 from runtime.errors import BucketfnError
 from runtime.routing import load_app
-from runtime.settings import load
+from runtime.settings import Settings, load
 
 DEFAULT_APP = "functions:app"
 
@@ -46,8 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(args: argparse.Namespace) -> int:
-    settings = load()
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
     app = load_app(args.app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -63,14 +62,14 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _init(args: argparse.Namespace) -> int:
-    report = await provision.init(load_app(args.app), load())
+async def _init(args: argparse.Namespace, settings: Settings) -> int:
+    report = await provision.init(load_app(args.app), settings)
     sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 
 
-def _routes(args: argparse.Namespace) -> int:
-    queues = load().queues
+def _routes(args: argparse.Namespace, settings: Settings) -> int:
+    queues = settings.queues
     for r in load_app(args.app).routes:
         suffix = ",".join(r.suffixes) or "*"
         sys.stdout.write(
@@ -87,15 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_format)
     try:
         if args.command == "run":
-            if load().event_loop == "uvloop":
+            if settings.event_loop == "uvloop":
                 # uvloop does the AMQP and HTTP socket work in C (measured in README).
-                return uvloop.run(_run(args))
-            return asyncio.run(_run(args))
+                return uvloop.run(_run(args, settings))
+            return asyncio.run(_run(args, settings))
         if args.command == "init":
-            return asyncio.run(_init(args))
+            return asyncio.run(_init(args, settings))
         if args.command == "dlq":
-            return asyncio.run(dlqcli.run(args))
-        return _routes(args)
+            return asyncio.run(dlqcli.run(args, settings))
+        return _routes(args, settings)
     except BucketfnError as exc:
         sys.stderr.write(f"bucketfn: {exc}\n")
         return 2

@@ -17,7 +17,6 @@ publishes with a confirm and only then acks (removes) the dead-letter copy.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,8 +27,7 @@ from aiormq.exceptions import ChannelNotFoundEntity
 from pydantic import ValidationError
 
 from runtime.errors import BrokerError
-from runtime.records import DeadLetter, IngressDeadLetter, Invocation, now
-from runtime.worker import dumps
+from runtime.records import DeadLetter, IngressDeadLetter, Invocation, digest, dumps, now
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractIncomingMessage
@@ -106,10 +104,6 @@ def _header(message: AbstractIncomingMessage, name: str) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _digest(body: bytes) -> str:
-    return hashlib.blake2b(body, digest_size=8).hexdigest()
-
-
 def decode(queue: str, function: str | None, message: AbstractIncomingMessage) -> Entry:
     """Turn one dead-letter message into an :class:`Entry` (never raises)."""
     body = message.body
@@ -149,7 +143,7 @@ def decode(queue: str, function: str | None, message: AbstractIncomingMessage) -
                 reason=ingress.reason,
                 error_type="EventError",
                 error=ingress.reason,
-                fingerprint=_digest(ingress.reason.split(":")[0].encode()),
+                fingerprint=digest(ingress.reason.split(":")[0].encode()),
                 attempts=0,
                 at=ingress.received_at,
                 bucket=None,
@@ -166,14 +160,14 @@ def decode(queue: str, function: str | None, message: AbstractIncomingMessage) -
                 "— the handler may crash or kill the process"
             )
             return Entry(
-                id=message.message_id or _digest(body),
+                id=message.message_id or digest(body),
                 queue=queue,
                 function=inv.function,
                 kind="delivery-limit",
                 reason=reason,
                 error_type="DeliveryLimit",
                 error=reason,
-                fingerprint=_digest(f"{inv.function}:{death}".encode()),
+                fingerprint=digest(f"{inv.function}:{death}".encode()),
                 attempts=len(inv.history) + 1,
                 at=message.timestamp,
                 bucket=inv.event.bucket,
@@ -183,14 +177,14 @@ def decode(queue: str, function: str | None, message: AbstractIncomingMessage) -
             )
     reason = str(_header(message, "x-bucketfn-reason") or death or "unrecognised message")
     return Entry(
-        id=message.message_id or _digest(body),
+        id=message.message_id or digest(body),
         queue=queue,
         function=function,
         kind="ingress" if function is None else "undecodable",
         reason=reason,
         error_type=None,
         error=reason,
-        fingerprint=_digest(reason.encode()),
+        fingerprint=digest(reason.encode()),
         attempts=0,
         at=message.timestamp,
         bucket=None,

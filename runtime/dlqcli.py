@@ -12,7 +12,7 @@ import orjson
 from runtime.broker import Broker
 from runtime.dlq import DeadLetters, Entry, parse_duration, select
 from runtime.routing import load_app
-from runtime.settings import load
+from runtime.settings import Settings
 
 
 def add_parser(sub: Any, default_app: str, app_help: str) -> None:
@@ -106,9 +106,8 @@ def _progress(done: int, total: int) -> None:
             sys.stderr.write("\n")
 
 
-async def run(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace, settings: Settings) -> int:
     """Execute one ``dlq`` subcommand; returns the exit status."""
-    settings = load()
     app = load_app(args.app)
     async with Broker.connect(settings) as broker:
         store = DeadLetters(broker, settings, app)

@@ -8,15 +8,13 @@ has its own concurrency, retries and dead-letter queue.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import TYPE_CHECKING
 
 import structlog
 
 from runtime import events
 from runtime.errors import BrokerError, EventError
-from runtime.records import IngressDeadLetter, Invocation
-from runtime.worker import dumps
+from runtime.records import IngressDeadLetter, Invocation, digest, dumps
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractIncomingMessage
@@ -64,7 +62,7 @@ class Dispatcher:
         try:
             invocations = await self.route(message.body)
         except EventError as exc:
-            ident = hashlib.blake2b(message.body, digest_size=8).hexdigest()
+            ident = digest(message.body)
             letter = IngressDeadLetter.of(ident, exc.reason, message.body)
             await self.publisher.publish(
                 self.queues.ingress_dlq,

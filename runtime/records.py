@@ -13,11 +13,22 @@ from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.events import ObjectEvent
 
 TRACEBACK_LIMIT = 8 * 1024  # bytes of traceback kept: enough to read, bounded for the queue
+
+
+def dumps(model: BaseModel) -> bytes:
+    """A model as the JSON bytes put on the wire and in the store (orjson, UTC times)."""
+    return orjson.dumps(model.model_dump(mode="json"))
+
+
+def digest(data: bytes) -> str:
+    """A short stable id for a message body or a text (16 hex digits)."""
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 def now() -> datetime:

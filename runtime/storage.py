@@ -58,10 +58,6 @@ class Storage(Protocol):
         """Yield the object's bytes; raise Superseded if it no longer matches."""
         ...
 
-    async def get(self, bucket: str, key: str) -> bytes | None:
-        """A small object whole, or None if absent."""
-        ...
-
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
         """The object's current etag/version/metadata, or None if absent."""
         ...
@@ -173,18 +169,6 @@ class S3Storage:
             raise translate(exc, f"GET {bucket}/{key} (reading body)") from exc
         finally:
             body.close()
-
-    async def get(self, bucket: str, key: str) -> bytes | None:
-        """A small object whole, or None if absent."""
-        try:
-            resp = await self._s3.get_object(Bucket=bucket, Key=key)
-            async with resp["Body"] as body:
-                return await body.read()
-        except (ClientError, BotoCoreError) as exc:
-            err = translate(exc, f"GET {bucket}/{key}")
-            if isinstance(err, ObjectGone):
-                return None
-            raise err from exc
 
     async def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Objects under ``prefix`` in key order, page by page."""

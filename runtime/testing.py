@@ -87,11 +87,6 @@ class MemoryStorage:
         for i in range(0, len(obj.data), chunk_size):
             yield obj.data[i : i + chunk_size]
 
-    async def get(self, bucket: str, key: str) -> bytes | None:
-        """The object's bytes, or None."""
-        obj = self.objects.get((bucket, key))
-        return None if obj is None else obj.data
-
     async def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Objects under ``prefix`` in S3's key order (UTF-8 bytes)."""
         found = sorted(

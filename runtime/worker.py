@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
 import structlog
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
@@ -21,7 +20,16 @@ from pydantic_core import PydanticSerializationError
 from runtime import names, retry
 from runtime.context import Context
 from runtime.errors import ObjectGone, Reject, Superseded
-from runtime.records import Attempt, DeadLetter, ErrorInfo, Invocation, Result, Source, now
+from runtime.records import (
+    Attempt,
+    DeadLetter,
+    ErrorInfo,
+    Invocation,
+    Result,
+    Source,
+    dumps,
+    now,
+)
 from runtime.routing import PRODUCER_META
 
 if TYPE_CHECKING:
@@ -65,11 +73,6 @@ class Outcome:
     status: Status
     result: Result | None = None
     error: ErrorInfo | None = None
-
-
-def dumps(model: BaseModel) -> bytes:
-    """Models → JSON bytes via orjson (pydantic's dict first, for speed and UTC times)."""
-    return orjson.dumps(model.model_dump(mode="json"))
 
 
 class Worker:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
@@ -80,15 +79,6 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-@contextlib.contextmanager
-def timer() -> Iterator[list[float]]:
-    """Measure a block's wall time into a one-item list."""
-    box: list[float] = []
-    t0 = time.perf_counter()
-    yield box
-    box.append(time.perf_counter() - t0)
-
-
 async def delete_queues(settings: Settings, names: list[str]) -> None:
     """Remove a test run's queues."""
     conn = await aio_pika.connect(settings.amqp_url.get_secret_value())
@@ -97,17 +87,6 @@ async def delete_queues(settings: Settings, names: list[str]) -> None:
             ch = await conn.channel()
             with contextlib.suppress(Exception):
                 await ch.queue_delete(name)
-
-
-async def drain(queue_name: str, settings: Settings) -> AsyncIterator[bytes]:
-    """Take (and ack) whatever sits on a queue now."""
-    conn = await aio_pika.connect(settings.amqp_url.get_secret_value())
-    async with conn:
-        ch = await conn.channel()
-        q = await ch.get_queue(queue_name, ensure=False)
-        while (msg := await q.get(no_ack=False, fail=False)) is not None:
-            await msg.ack()
-            yield msg.body
 
 
 async def remove_rules(settings: Settings, buckets: set[str]) -> None:

@@ -72,9 +72,6 @@ class DiskStorage:
             while chunk := f.read(chunk_size):
                 yield chunk
 
-    async def get(self, bucket: str, key: str) -> bytes | None:
-        return None
-
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
         return ObjectInfo(bucket=bucket, key=key, etag="bench", version_id=None)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import statistics
 import time
 import uuid
 from datetime import datetime
@@ -163,7 +162,3 @@ async def router_rate(n: int = 20_000) -> float:
             for name in queue_arguments(settings, app):
                 await ch.queue_delete(name)
     return n / elapsed
-
-
-def _median_of(values: list[float]) -> float:
-    return statistics.median(values)
