@@ -1,17 +1,13 @@
 """The functions this deployment runs. ``bucketfn run functions:app`` loads ``app``.
 
-Add a function: write a module with its own ``Router`` and list it in ``routers``.
+One sub-package per family; add a function by writing a module with its own
+``Router`` and listing the router here.
 """
 
-from functions import csv_row_count, json_canonicalize, to_curated, to_staging
+from functions import csv_count, json_canonical, lake
 from runtime import App, Router
 
-routers: list[Router] = [
-    csv_row_count.router,
-    json_canonicalize.router,
-    to_staging.router,
-    to_curated.router,
-]
-app = App(routers)
+routers: list[Router] = [csv_count.router, json_canonical.router, *lake.routers]
+app = App(routers, versioned=lake.VERSIONED)
 
 __all__ = ["app", "routers"]

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from botocore.config import Config
 
-from runtime.settings import Settings
+from runtime.core.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -91,8 +91,8 @@ async def delete_queues(settings: Settings, names: list[str]) -> None:
 
 async def remove_rules(settings: Settings, buckets: set[str]) -> None:
     """Remove the notification rules a test run's deployment added."""
-    from runtime.provision import merge_notifications, rule_prefix
-    from runtime.storage import S3Storage
+    from runtime.adapters.s3 import S3Storage
+    from runtime.ops.provision import merge_notifications, rule_prefix
 
     async with S3Storage.connect(settings) as storage:
         for bucket in buckets:

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from runtime import logs
-from runtime.settings import load
+from runtime.core import logs
+from runtime.core.settings import load
 from tests.bench import bench_canonical, bench_scanner, csvcount
 from tests.bench.load import minio_put_rate, open_loop, router_rate
 

@@ -1,4 +1,4 @@
-"""Throughput of ``functions.canonical.canonicalize`` against rfc8785 and orjson.
+"""Throughput of ``functions.json_canonical.canonical.canonicalize`` against rfc8785 and orjson.
 
 Run ``python tests/bench/bench_canonical.py [MB]``; ``make bench`` imports ``measure``.
 The document is a list of records with many numbers of every shape (integers,
@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import rfc8785
 
-from functions.canonical import canonicalize
+from functions.json_canonical.canonical import canonicalize
 
 _KEYS = ["id", "name", "größe", "価格", "ключ", "température", "数量", "€uro", "naïve", "ø"]
 # U+FF58 and U+1F600 sort differently in UTF-16 and in code points.

@@ -23,14 +23,15 @@ from typing import Any
 
 import orjson
 
-from functions import to_staging
-from functions.demo import write_orders
-from runtime.events import ObjectEvent
-from runtime.names import Queues
-from runtime.records import Invocation
-from runtime.storage import Body, ObjectInfo
+from functions.lake import staging as to_staging
+from functions.lake.demo import write_orders
+from runtime.core.events import ObjectEvent
+from runtime.core.names import Queues
+from runtime.core.records import Invocation
+from runtime.core.seams import Body, ObjectInfo
+from runtime.engine.outcome import Status
+from runtime.engine.worker import Worker
 from runtime.testing import Harness, MemoryPublisher
-from runtime.worker import Status, Worker
 
 MIB = 1024 * 1024
 ROUTE = to_staging.router.routes[0]

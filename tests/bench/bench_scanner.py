@@ -1,4 +1,4 @@
-"""Throughput of ``functions.scanner.RecordCounter`` against ``csv.reader``.
+"""Throughput of ``functions.csv_count.scanner.RecordCounter`` against ``csv.reader``.
 
 Run ``python tests/bench/bench_scanner.py [MB]``; ``make bench`` imports ``measure``.
 The document has 8 columns (integers, words, decimals, timestamps, some non-ASCII)
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from functions.scanner import RecordCounter
+from functions.csv_count.scanner import RecordCounter
 
 _COLUMNS = 8
 _WORDS = ["alpha", "beta", "gamma", "delta", "Zürich", "São Paulo", "東京", "naïve", "ok"]

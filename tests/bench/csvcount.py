@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from functions.scanner import RecordCounter
-from runtime.settings import load
-from runtime.storage import S3Storage
+from functions.csv_count.scanner import RecordCounter
+from runtime.adapters.s3 import S3Storage
+from runtime.core.settings import load
 from tests.bench.put_to_result import write_csv
 
 BUCKET = "job-inputs"
@@ -113,17 +113,18 @@ def peak_rss_kb() -> int:
 
 async def invoke_once(key: str) -> None:
     """One real invocation of csv_row_count (S3 in, result.json out), no broker."""
-    from functions.csv_row_count import router
-    from runtime.names import Queues
-    from runtime.records import Invocation
+    from functions.csv_count.count import router
+    from runtime.core.names import Queues
+    from runtime.core.records import Invocation
+    from runtime.engine.outcome import Status
+    from runtime.engine.worker import Worker
     from runtime.testing import MemoryPublisher
-    from runtime.worker import Status, Worker
 
     settings = load()
     async with S3Storage.connect(settings) as storage:
         info = await storage.head(BUCKET, key)
         assert info is not None
-        from runtime.events import PUT, ObjectEvent
+        from runtime.core.events import PUT, ObjectEvent
 
         event = ObjectEvent(
             event_id=f"bench-{time.time_ns()}",

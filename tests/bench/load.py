@@ -18,10 +18,11 @@ import aio_pika
 import orjson
 
 from runtime import App, Context, ObjectEvent, Router
-from runtime.broker import Broker, queue_arguments
-from runtime.service import serve
-from runtime.settings import Settings, load
-from runtime.storage import S3Storage
+from runtime.adapters.amqp import Broker
+from runtime.adapters.s3 import S3Storage
+from runtime.adapters.topology import queue_arguments
+from runtime.core.settings import Settings, load
+from runtime.engine.process import serve
 
 BODY = b"id,value\n1,2\n"
 

@@ -20,8 +20,8 @@ import boto3
 import orjson
 from boto3.s3.transfer import TransferConfig
 
-from runtime.names import result_key
-from runtime.settings import load
+from runtime.core.names import result_key
+from runtime.core.settings import load
 
 UNITS = {"KB": 1000, "MB": 1000**2, "GB": 1000**3}
 

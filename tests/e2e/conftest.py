@@ -12,10 +12,10 @@ import pytest
 
 import functions
 from runtime import App
-from runtime.broker import queue_arguments
-from runtime.provision import init
-from runtime.service import serve
-from runtime.settings import Settings
+from runtime.adapters.topology import queue_arguments
+from runtime.core.settings import Settings
+from runtime.engine.process import serve
+from runtime.ops.provision import init
 from tests.e2e import apps
 from tests.servers import (
     delete_queues,
@@ -29,7 +29,7 @@ from tests.servers import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-APP = App([*functions.routers, apps.router])
+APP = App([*functions.routers, apps.router], versioned=functions.app.versioned)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 
 import rfc8785
 
-from runtime.names import output_prefix, result_key
+from runtime.core.names import output_prefix, result_key
 from tests.e2e.conftest import Stack
 from tests.servers import unique, wait_for_object
 

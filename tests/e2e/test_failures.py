@@ -13,11 +13,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from runtime.broker import Broker, queue_arguments
-from runtime.dlq import DeadLetters, Entry, select
-from runtime.names import result_key
-from runtime.provision import init
-from runtime.settings import Settings
+from runtime.adapters.amqp import Broker
+from runtime.adapters.topology import queue_arguments
+from runtime.core.names import result_key
+from runtime.core.settings import Settings
+from runtime.ops.deadletters import DeadLetters, Entry, select
+from runtime.ops.provision import init
 from tests.e2e import apps
 from tests.e2e.conftest import Stack
 from tests.servers import delete_queues, make_settings, remove_rules, unique, wait_for_object
@@ -79,7 +80,7 @@ async def test_permanent_failure_dead_letters_at_once_with_its_story(stack: Stac
     entry = entries[0]
     assert entry.kind == "dead-letter"
     assert entry.reason == "permanent error"
-    assert entry.error_type == "runtime.errors.InputError"
+    assert entry.error_type == "runtime.InputError"
     assert "byte 15" in (entry.error or "")
     record = entry.record
     assert "Traceback" in record["error"]["traceback"]

@@ -9,7 +9,7 @@ import io
 import random
 from typing import TYPE_CHECKING
 
-from runtime.names import result_key
+from runtime.core.names import result_key
 from tests.e2e.conftest import Stack
 from tests.servers import unique, wait_for_object
 

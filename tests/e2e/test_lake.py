@@ -24,8 +24,8 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from functions.contracts import ORDERS
-from runtime.names import result_key
+from functions.lake.contracts import ORDERS
+from runtime.core.names import result_key
 from tests.e2e.conftest import Stack
 from tests.servers import unique
 
@@ -201,5 +201,5 @@ async def test_unknown_dataset_is_dead_lettered_without_retries(stack: Stack) ->
     result = await result_for(stack, "to_staging", key, version)
     assert result["status"] == "dead-lettered"
     assert result["attempts"] == 1
-    assert result["error"]["type"] == "runtime.errors.InputError"
+    assert result["error"]["type"] == "runtime.InputError"
     assert "unknown dataset" in result["error"]["message"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from runtime.names import result_key
+from runtime.core.names import result_key
 from tests.e2e.conftest import Stack
 from tests.servers import unique, wait_for_object
 

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from functions import app as functions_app
-from runtime.broker import Broker, queue_arguments
-from runtime.settings import Settings
+from runtime.adapters.amqp import Broker
+from runtime.adapters.topology import queue_arguments
+from runtime.core.settings import Settings
 from tests.servers import delete_queues, make_settings, remove_rules, require_rabbitmq
 
 

@@ -15,11 +15,12 @@ import orjson
 import pytest
 
 from functions import app as functions_app
-from runtime.broker import Broker, queue_arguments
-from runtime.dlq import DeadLetters, select
-from runtime.errors import BrokerError
-from runtime.ingress import Dispatcher
-from runtime.settings import Settings
+from runtime.adapters.amqp import Broker
+from runtime.adapters.topology import queue_arguments
+from runtime.core.errors import BrokerError
+from runtime.core.settings import Settings
+from runtime.engine.dispatcher import Dispatcher
+from runtime.ops.deadletters import DeadLetters, select
 from tests.unit.test_events import minio
 
 MANAGEMENT = "http://127.0.0.1:15672/api"

@@ -8,9 +8,9 @@ import pytest
 
 from functions import app as functions_app
 from runtime import App, ConfigError, Context, ObjectEvent, Router
-from runtime.provision import init, merge_notifications, rule_prefix
-from runtime.settings import Settings
-from runtime.storage import S3Storage
+from runtime.adapters.s3 import S3Storage
+from runtime.core.settings import Settings
+from runtime.ops.provision import init, merge_notifications, rule_prefix
 from tests.servers import require_minio, s3_client
 
 FOREIGN: dict[str, Any] = {

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from runtime.errors import ObjectGone, Superseded
-from runtime.settings import Settings
-from runtime.storage import S3Storage
+from runtime.adapters.s3 import S3Storage
+from runtime.core.errors import ObjectGone, Superseded
+from runtime.core.settings import Settings
 from tests.servers import require_minio, s3_client
 
 MIB = 1 << 20

@@ -1,4 +1,4 @@
-"""functions.canonical: byte-exact RFC 8785, I-JSON errors that say where, JSON Lines."""
+"""functions.json_canonical.canonical: byte-exact RFC 8785, located I-JSON errors, JSON Lines."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 import rfc8785
 
-from functions import canonical
-from functions.canonical import (
+from functions.json_canonical import canonical
+from functions.json_canonical.canonical import (
     CanonicalError,
     canonicalize,
     canonicalize_lines,
     format_number,
 )
-from runtime.errors import InputError
+from runtime.core.errors import InputError
 
 # RFC 8785 Appendix B: IEEE 754 bit patterns and their ECMAScript text.
 APPENDIX_B = [

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from runtime.errors import EventError
-from runtime.events import MULTIPART, PUT, decode_key, parse
+from runtime.core.errors import EventError
+from runtime.core.events import MULTIPART, PUT, decode_key, parse
 
 
 def minio(key: str, *, name: str = PUT, version: str | None = None) -> bytes:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import rfc8785
 
-from functions import json_canonicalize as module
-from functions.json_canonicalize import json_canonicalize
+from functions.json_canonical import canonicalize as module
+from functions.json_canonical.canonicalize import json_canonicalize
 from runtime import InputError
 from runtime.testing import Harness
 

@@ -15,16 +15,16 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from functions import to_staging
-from functions.contracts import ORDERS, Column, Contract
-from functions.demo import generate
-from functions.rows import CsvRows, JsonLines
-from functions.stager import Stager
+from functions.lake import staging as to_staging
+from functions.lake.contracts import ORDERS, Column, Contract
+from functions.lake.demo import generate
+from functions.lake.rows import CsvRows, JsonLines
+from functions.lake.stager import Stager
 from runtime import ConfigError, InputError
-from runtime.records import Result
-from runtime.storage import ObjectInfo
+from runtime.core.records import Result
+from runtime.core.seams import ObjectInfo
+from runtime.engine.outcome import Status
 from runtime.testing import Harness, MemoryStorage
-from runtime.worker import Status
 
 ROUTE = to_staging.router.routes[0]
 HEADER = "order_id,customer_id,order_date,amount,currency,status\r\n"

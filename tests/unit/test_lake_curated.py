@@ -9,11 +9,12 @@ from decimal import Decimal
 
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
-from functions import to_curated, to_staging
-from runtime.names import result_key
-from runtime.storage import Body, ObjectInfo
+from functions.lake import curated as to_curated
+from functions.lake import staging as to_staging
+from runtime.core.names import result_key
+from runtime.core.seams import Body, ObjectInfo
+from runtime.engine.outcome import Outcome, Status
 from runtime.testing import Harness, MemoryStorage
-from runtime.worker import Outcome, Status
 
 STAGE = to_staging.router.routes[0]
 CURATE = to_curated.router.routes[0]
@@ -245,6 +246,6 @@ async def test_a_staging_object_that_is_not_parquet_is_a_permanent_error() -> No
     outcome = await h.deliver(CURATE, h.event("staging", "orders/broken.parquet"))
     assert outcome.status is Status.DEAD_LETTER
     assert outcome.error is not None
-    assert outcome.error.type == "runtime.errors.InputError"
+    assert outcome.error.type == "runtime.InputError"
     assert "not a staging file of 'orders'" in outcome.error.message
     assert curated_keys(h) == []

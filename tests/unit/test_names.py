@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.names import MAX_KEY_BYTES, Queues, result_key, safe_key
+from runtime.core.names import MAX_KEY_BYTES, Queues, result_key, safe_key
 
 
 def test_queue_names_derive_from_one_prefix() -> None:

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from runtime.errors import ConfigError, InputError, Reject, Retry
-from runtime.retry import TIERS_MS, RetryPolicy, Verdict, backoff, decide, tier_for, tiers_for
+from runtime.core.errors import ConfigError, InputError, Reject, Retry
+from runtime.core.retry import TIERS_MS, RetryPolicy, Verdict, backoff, decide, tier_for, tiers_for
 
 
 def test_backoff_grows_exponentially_with_bounded_jitter() -> None:

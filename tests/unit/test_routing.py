@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from runtime import App, ConfigError, Context, ObjectEvent, Router
-from runtime.events import COPY, PUT
-from runtime.provision import notification_rules
-from runtime.routing import PRODUCER_META
+from runtime.core.events import COPY, PUT
+from runtime.core.names import Meta
+from runtime.ops.provision import notification_rules
 
 
 def ev(bucket: str, key: str, name: str = PUT, meta: dict[str, str] | None = None) -> ObjectEvent:
@@ -37,8 +37,8 @@ def test_matches_bucket_prefix_suffix_and_event_type() -> None:
 
 def test_an_object_a_function_wrote_never_triggers_that_function() -> None:
     app = make(bucket="in")
-    assert not app.match(ev("in", "a", meta={PRODUCER_META: "fn"}))
-    assert app.match(ev("in", "a", meta={PRODUCER_META: "other"}))
+    assert not app.match(ev("in", "a", meta={Meta.FUNCTION: "fn"}))
+    assert app.match(ev("in", "a", meta={Meta.FUNCTION: "other"}))
 
 
 def test_fan_out_to_several_functions() -> None:

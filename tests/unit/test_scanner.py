@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from functions.scanner import CsvCount, CsvFormatError, RecordCounter
-from runtime.errors import PERMANENT, InputError
+from functions.csv_count.scanner import CsvCount, CsvFormatError, RecordCounter
+from runtime.core.errors import PERMANENT, InputError
 
 BOM = b"\xef\xbb\xbf"
 

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from runtime.errors import InputError
-from runtime.streams import gunzip
+from runtime.core.errors import InputError
+from runtime.core.streams import gunzip
 
 
 async def chunks(data: bytes, size: int) -> AsyncIterator[bytes]:

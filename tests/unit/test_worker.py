@@ -6,9 +6,9 @@ import orjson
 import pytest
 
 from runtime import Context, InputError, ObjectEvent, Reject, RetryPolicy, Router
-from runtime.names import result_key
+from runtime.core.names import result_key
+from runtime.engine.outcome import Status
 from runtime.testing import Harness
-from runtime.worker import Status
 
 router = Router()
 calls: list[str] = []

@@ -1,0 +1,207 @@
+"""RabbitMQ through aio-pika: topology, confirmed publishing, consuming.
+
+Every queue is a durable quorum queue. Every publish waits for the broker's
+confirm and is ``mandatory``, so a message routed nowhere comes back as an
+error instead of vanishing; a consumed message is acked only after whatever
+replaces it (a function message, a retry, a dead letter) is confirmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractQueue,
+    ExchangeType,
+)
+from aio_pika.exceptions import (
+    AMQPError,
+    ChannelNotFoundEntity,
+    ChannelPreconditionFailed,
+    DeliveryError,
+)
+
+from runtime.adapters.topology import queue_arguments
+from runtime.core.errors import BrokerError, ConfigError
+from runtime.core.retry import delays
+
+if TYPE_CHECKING:
+    from runtime.app.router import App
+    from runtime.core.settings import Settings
+
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (AMQPError, OSError, ConnectionError)
+"""What aio-pika and aiormq raise when the broker or the network fails."""
+
+
+def translate(exc: BaseException, what: str) -> BrokerError:
+    """Map an aio-pika/aiormq error to bucketfn's tree: the one AMQP mapping point.
+
+    Like ``runtime.adapters.s3.translate`` for S3: nothing above the adapter
+    catches an AMQP library's exception type.
+    """
+    if isinstance(exc, BrokerError):
+        return exc
+    if isinstance(exc, DeliveryError):
+        return BrokerError(f"{what}: not confirmed: {exc}")
+    if isinstance(exc, ChannelNotFoundEntity):
+        return BrokerError(f"{what}: does not exist: run `bucketfn init` first")
+    return BrokerError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+@contextlib.asynccontextmanager
+async def mapped(what: str) -> AsyncIterator[None]:
+    """Run a block of AMQP calls; their errors leave it as :class:`BrokerError`."""
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise translate(exc, what) from exc
+
+
+class _ClosingConnection(aio_pika.Connection):
+    """A connection that closes itself when connecting fails.
+
+    Otherwise the half-made connection closes from ``__del__`` whenever the
+    garbage collector finds it, which may be outside the event loop, leaving
+    a never-awaited coroutine behind on every failed attempt.
+    """
+
+    async def connect(self, timeout: aio_pika.abc.TimeoutType = None) -> None:  # noqa: ASYNC109 - overrides aio-pika's signature
+        try:
+            await super().connect(timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.close()
+            raise
+
+
+class Broker:
+    """One connection; a confirming publisher channel; consumer channels on demand."""
+
+    def __init__(self, connection: AbstractConnection, publisher: AbstractChannel) -> None:
+        self.connection = connection
+        self._pub = publisher
+        # Set when the connection or any of its channels closes under us; the
+        # runtime then rebuilds everything on a fresh connection (see service).
+        self.lost = asyncio.Event()
+        connection.close_callbacks.add(self._on_close)
+        publisher.close_callbacks.add(self._on_close)
+
+    def _on_close(self, *_: object) -> None:
+        self.lost.set()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, settings: Settings) -> AsyncIterator[Broker]:
+        """Connect, waiting up to ``connect_timeout`` for the broker, and open the publisher.
+
+        A plain connection, not aio-pika's robust one: its silent restore of
+        channels and consumers after a broker restart raced the restart of
+        quorum queues and sometimes left a runtime connected but consuming
+        nothing. The runtime reconnects by rebuilding instead (service.serve).
+        """
+        deadline = time.monotonic() + settings.connect_timeout
+        for delay in delays(cap=5.0):
+            try:
+                connection = await aio_pika.connect(
+                    settings.amqp_url.get_secret_value(),
+                    client_properties={"connection_name": "bucketfn"},
+                    connection_class=_ClosingConnection,
+                )
+                break
+            except CONNECTION_ERRORS as exc:
+                if time.monotonic() + delay > deadline:
+                    raise translate(exc, "cannot connect to RabbitMQ") from exc
+                await asyncio.sleep(delay)
+        try:
+            async with mapped("opening the publisher channel"):
+                publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            yield cls(connection, publisher)
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def declare(self, settings: Settings, app: App) -> None:
+        """Declare the exchange MinIO publishes to, every queue, and the ingress binding.
+
+        Idempotent. The exchange is declared exactly as MinIO declares it before
+        each publish (durable, not auto-deleted, not internal, no arguments).
+        """
+        async with mapped("declaring the topology"):
+            await self._declare(settings, app)
+
+    async def _declare(self, settings: Settings, app: App) -> None:
+        channel = self._pub
+        exchange = await channel.declare_exchange(
+            settings.exchange,
+            ExchangeType(settings.exchange_type),
+            durable=True,
+            auto_delete=False,
+            internal=False,
+        )
+        for name, arguments in queue_arguments(settings, app).items():
+            try:
+                await channel.declare_queue(name, durable=True, arguments=arguments)
+            except ChannelPreconditionFailed as exc:
+                # RabbitMQ never changes a queue's arguments in place.
+                raise ConfigError(
+                    f"queue {name!r} exists with other arguments ({exc}); drain and delete "
+                    "it, or deploy under a new BUCKETFN_QUEUE_PREFIX"
+                ) from exc
+        ingress = await channel.get_queue(settings.queues.ingress, ensure=False)
+        await ingress.bind(exchange, routing_key=settings.routing_key)
+
+    async def publish(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        expiration_ms: int | None = None,
+    ) -> None:
+        """Publish to ``queue`` and wait for the broker's confirm."""
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers=dict(headers or {}),
+            message_id=message_id,
+            expiration=timedelta(milliseconds=expiration_ms) if expiration_ms else None,
+        )
+        async with mapped(f"publish to {queue!r}"):
+            await self._pub.default_exchange.publish(message, routing_key=queue, mandatory=True)
+
+    async def consumer(self, queue: str, prefetch: int) -> tuple[AbstractChannel, AbstractQueue]:
+        """A channel with its own prefetch and the queue to consume on it."""
+        async with mapped(f"consuming {queue!r}"):
+            channel = await self.connection.channel()
+            channel.close_callbacks.add(self._on_close)
+            await channel.set_qos(prefetch_count=prefetch)
+            return channel, await channel.declare_queue(queue, passive=True)
+
+    async def existing(self, channel: AbstractChannel, queue: str) -> AbstractQueue:
+        """``queue`` on ``channel`` if it exists (a passive declare), else BrokerError."""
+        async with mapped(f"queue {queue!r}"):
+            return await channel.declare_queue(queue, passive=True)
+
+    @contextlib.asynccontextmanager
+    async def channel(self) -> AsyncIterator[AbstractChannel]:
+        """A short-lived channel (e.g. to read a queue without consuming it); closed on exit.
+
+        Closing a channel returns every message taken on it and not acked.
+        """
+        async with mapped("opening a channel"):
+            channel = await self.connection.channel()
+        try:
+            yield channel
+        finally:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await channel.close()

@@ -1,0 +1,226 @@
+"""The :class:`~runtime.core.seams.Storage` seam on S3, through aioboto3.
+
+One client (and its connection pool) serves the whole process. Reads are
+streamed in ``read_chunk_size`` pieces — aiobotocore's default of 1 KiB would
+cost ~8× in throughput — so an object of any size needs bounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runtime.core.errors import ObjectGone, StorageError, Superseded
+from runtime.core.seams import Body, ObjectInfo, Storage
+from runtime.core.settings import Settings, load
+from runtime.core.streams import MIB, rechunk
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+PART_SIZE = 8 * MIB  # multipart part size: a streamed write holds about two parts
+
+
+def _code(exc: ClientError) -> str:
+    err: Any = exc.response.get("Error", {})
+    return str(err.get("Code", ""))
+
+
+def translate(exc: Exception, what: str) -> StorageError:
+    """Map a botocore error to bucketfn's tree (404 → ObjectGone, 412 → Superseded)."""
+    if isinstance(exc, ClientError):
+        code = _code(exc)
+        if code in ("NoSuchKey", "NoSuchVersion", "404"):
+            return ObjectGone(f"{what}: {code}")
+        if code in ("PreconditionFailed", "412"):
+            return Superseded(f"{what}: object changed since the event ({code})")
+        return StorageError(f"{what}: {code}: {exc}")
+    return StorageError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class S3Storage:
+    """:class:`Storage` on a real S3 endpoint (MinIO)."""
+
+    def __init__(self, client: S3Client) -> None:
+        self._s3 = client
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, settings: Settings) -> AsyncIterator[S3Storage]:
+        """Open one pooled client for the process."""
+        session = aioboto3.Session()
+        config = AioConfig(
+            max_pool_connections=settings.s3_max_connections,
+            retries={"mode": "standard", "max_attempts": 3},
+            s3={"addressing_style": "path"},
+            signature_version="s3v4",
+        )
+        async with session.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint,
+            aws_access_key_id=settings.s3_access_key,
+            aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+            region_name=settings.s3_region,
+            config=config,
+        ) as client:
+            yield cls(client)
+
+    @property
+    def client(self) -> S3Client:
+        """The raw client, for provisioning calls outside the Storage seam."""
+        return self._s3
+
+    async def stream(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        version_id: str | None = None,
+        etag: str | None = None,
+        chunk_size: int = MIB,
+    ) -> AsyncIterator[bytes]:
+        """Stream an object; pinned to the event's version (or etag via If-Match)."""
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            args["VersionId"] = version_id
+        elif etag:
+            args["IfMatch"] = f'"{etag}"'
+        try:
+            resp = await self._s3.get_object(**args)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"GET {bucket}/{key}") from exc
+        body = resp["Body"]
+        try:
+            async for chunk in body.iter_chunks(chunk_size):
+                yield chunk
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise translate(exc, f"GET {bucket}/{key} (reading body)") from exc
+        finally:
+            body.close()
+
+    async def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Objects under ``prefix`` in key order, page by page."""
+        pages = self._s3.get_paginator("list_objects_v2")
+        try:
+            async for page in pages.paginate(Bucket=bucket, Prefix=prefix):
+                for o in page.get("Contents", []):
+                    yield ObjectInfo(
+                        bucket=bucket,
+                        key=o["Key"],
+                        etag=o.get("ETag", "").strip('"') or None,
+                        version_id=None,
+                        size=o.get("Size"),
+                    )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"LIST {bucket}/{prefix}") from exc
+
+    async def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        """The current state of an object, or None if absent."""
+        try:
+            resp = await self._s3.head_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            err = translate(exc, f"HEAD {bucket}/{key}")
+            if isinstance(err, ObjectGone):
+                return None
+            raise err from exc
+        return ObjectInfo(
+            bucket=bucket,
+            key=key,
+            etag=resp.get("ETag", "").strip('"') or None,
+            version_id=resp.get("VersionId"),
+            size=resp.get("ContentLength"),
+            metadata=resp.get("Metadata", {}),
+        )
+
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Single PUT for bytes; multipart for a stream (atomic on completion)."""
+        extra: dict[str, Any] = {"ContentType": content_type, "Metadata": dict(metadata or {})}
+        try:
+            if isinstance(body, bytes | bytearray):
+                resp = await self._s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+                return ObjectInfo(
+                    bucket=bucket,
+                    key=key,
+                    etag=resp.get("ETag", "").strip('"') or None,
+                    version_id=resp.get("VersionId"),
+                    size=len(body),
+                )
+            return await self._multipart(bucket, key, body, extra)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"PUT {bucket}/{key}") from exc
+
+    async def _multipart(
+        self, bucket: str, key: str, chunks: AsyncIterable[bytes], extra: dict[str, Any]
+    ) -> ObjectInfo:
+        """Upload a stream part by part; the object appears only on completion.
+
+        Hand-written rather than aioboto3's upload_fileobj: that one reads up to
+        100 parts ahead (800 MB here) when the network is slower than the
+        producer, deadlocks when a part fails with a smaller read-ahead, and
+        returns no etag or version. Here one part uploads while the next is
+        read, and any failure aborts the upload so no parts are left behind.
+        """
+        pieces = rechunk(chunks, PART_SIZE)
+        first = await anext(pieces, None)
+        if first is None or len(first) < PART_SIZE:
+            return await self.put(bucket, key, first or b"", **_put_args(extra))
+        upload = await self._s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)
+        upload_id = upload["UploadId"]
+        done: list[Any] = []
+        try:
+            part: bytes | None = first
+            while part is not None:
+                number = len(done) + 1
+                sending = asyncio.ensure_future(
+                    self._s3.upload_part(
+                        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part
+                    )
+                )
+                try:
+                    part = await anext(pieces, None)  # read the next part meanwhile
+                finally:
+                    resp = await sending
+                done.append({"ETag": resp["ETag"], "PartNumber": number})
+            result = await self._s3.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    self._s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+                )
+            raise
+        return ObjectInfo(
+            bucket=bucket,
+            key=key,
+            etag=result.get("ETag", "").strip('"') or None,
+            version_id=result.get("VersionId"),
+        )
+
+
+def _put_args(extra: Mapping[str, Any]) -> dict[str, Any]:
+    return {"content_type": extra["ContentType"], "metadata": extra["Metadata"]}
+
+
+@contextlib.asynccontextmanager
+async def open_storage(settings: Settings | None = None) -> AsyncIterator[Storage]:
+    """The deployment's object store as a :class:`Storage`, for scripts that seed or read data.
+
+    Settings come from the environment (``BUCKETFN_S3_*``) unless given.
+    """
+    async with S3Storage.connect(settings or load()) as storage:
+        yield storage

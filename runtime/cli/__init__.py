@@ -1,0 +1,1 @@
+"""The ``bucketfn`` command, one module per command group."""

@@ -1,0 +1,153 @@
+"""The ``bucketfn`` command: load settings once, configure logs, run one command."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Annotated
+
+import click
+import typer
+import uvloop
+
+from runtime.app.router import load_app
+from runtime.cli import output
+from runtime.cli.dlq import dlq
+from runtime.cli.options import APP_ARGUMENT, JSON, settings_of
+from runtime.core import logs
+from runtime.core.errors import BucketfnError
+from runtime.core.settings import load
+from runtime.engine import process
+from runtime.ops import provision
+
+cli = typer.Typer(
+    name="bucketfn",
+    help=(
+        "Run Python functions on every object that lands in an S3-compatible bucket.\n\n"
+        "Start with `bucketfn init` (buckets, notification rules, queues), then "
+        "`bucketfn run`. Settings come from BUCKETFN_* environment variables."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+cli.add_typer(dlq, name="dlq")
+
+
+@cli.callback()
+def _root(ctx: typer.Context) -> None:
+    settings = load()
+    logs.configure(settings.log_level, settings.log_format)
+    ctx.obj = settings
+
+
+@cli.command()
+def run(
+    ctx: typer.Context,
+    app: APP_ARGUMENT = "functions:app",
+    function: Annotated[
+        list[str] | None,
+        typer.Option("--function", help="Run only this function's worker (repeatable)."),
+    ] = None,
+    no_dispatcher: Annotated[
+        bool, typer.Option("--no-dispatcher", help="Do not consume the ingress queue.")
+    ] = False,
+    dispatcher_only: Annotated[
+        bool, typer.Option("--dispatcher-only", help="Run the dispatcher and no workers.")
+    ] = False,
+) -> None:
+    """Run the dispatcher and the functions' workers until SIGTERM or Ctrl-C."""
+    settings = settings_of(ctx)
+    application = load_app(app)
+    functions = set() if dispatcher_only else set(function or []) or None
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await process.serve(
+            application, settings, stop, functions=functions, dispatcher=not no_dispatcher
+        )
+
+    if settings.event_loop == "uvloop":
+        # uvloop does the AMQP and HTTP socket work in C (measured in README).
+        uvloop.run(serve())
+    else:
+        asyncio.run(serve())
+
+
+@cli.command()
+def init(ctx: typer.Context, app: APP_ARGUMENT = "functions:app", json: JSON = False) -> None:
+    """Create buckets, notification rules and queues for the app (idempotent)."""
+    report = asyncio.run(provision.init(load_app(app), settings_of(ctx)))
+    if json:
+        output.emit_json(report)
+        return
+    created = ", ".join(report["created_buckets"]) or "none (all existed)"
+    changed = ", ".join(report["notifications_changed"]) or "none (already in place)"
+    output.out.print(f"buckets created: {created}", markup=False)
+    output.out.print(f"notification rules changed: {changed}", markup=False)
+    output.out.print("queues declared: ok")
+
+
+@cli.command()
+def routes(ctx: typer.Context, app: APP_ARGUMENT = "functions:app", json: JSON = False) -> None:
+    """List the functions, what triggers each, and its queue."""
+    queues = settings_of(ctx).queues
+    found = load_app(app).routes
+    if json:
+        output.emit_json(
+            [
+                {
+                    "function": r.name,
+                    "bucket": r.bucket,
+                    "prefix": r.prefix,
+                    "suffixes": list(r.suffixes),
+                    "events": sorted(r.events),
+                    "queue": queues.function(r.name),
+                    "version": r.version,
+                }
+                for r in found
+            ]
+        )
+        return
+    output.table(
+        ["FUNCTION", "TRIGGER", "QUEUE", "VERSION"],
+        [
+            [
+                r.name,
+                f"{r.bucket}/{r.prefix}*{','.join(r.suffixes)}",
+                queues.function(r.name),
+                r.version,
+            ]
+            for r in found
+        ],
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bucketfn`` console command."""
+
+    def invoke() -> int:
+        try:
+            code = cli(args=list(argv) if argv is not None else None, standalone_mode=False)
+        except BucketfnError as exc:
+            output.err.print(f"bucketfn: {exc}", markup=False, highlight=False)
+            return 2
+        except typer.Exit as exc:
+            return exc.exit_code
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            return 130
+        except click.ClickException as exc:
+            exc.show()
+            return exc.exit_code
+        return code if isinstance(code, int) else 0
+
+    return output.survive_closed_pipe(invoke)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

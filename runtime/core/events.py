@@ -1,0 +1,165 @@
+"""S3 event records → one normalized :class:`ObjectEvent`.
+
+Three wire shapes parse: MinIO's (``{"EventName", "Key", "Records": [...]}``),
+AWS S3's (``{"Records": [...]}``, event names without the ``s3:`` prefix) and
+Ceph RGW's (AWS-like, ``eventSource: "ceph:s3"``, metadata as a list of
+``{"key", "val"}``). Keys arrive URL-encoded the way Go's ``url.QueryEscape``
+does it (``+`` for space, ``%2F`` for ``/``) and are decoded here, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import unquote_plus
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from runtime.core.errors import EventError
+
+Source = Literal["minio", "aws", "ceph", "other"]
+
+PUT = "s3:ObjectCreated:Put"
+POST = "s3:ObjectCreated:Post"
+COPY = "s3:ObjectCreated:Copy"
+MULTIPART = "s3:ObjectCreated:CompleteMultipartUpload"
+DATA_EVENTS: frozenset[str] = frozenset({PUT, POST, COPY, MULTIPART})
+"""Events that mean new object data. ``s3:ObjectCreated:*`` also fires on tagging,
+retention and legal-hold changes, which must not re-run a function."""
+
+META_PREFIX = "x-amz-meta-"
+
+
+class ObjectEvent(BaseModel):
+    """One object-level event, whatever store emitted it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str
+    event_name: str
+    bucket: str
+    key: str
+    size: int | None = None
+    etag: str | None = None
+    version_id: str | None = None
+    sequencer: str | None = None
+    event_time: datetime | None = None
+    content_type: str | None = None
+    metadata: dict[str, str] = {}
+    source: Source = "other"
+
+    @property
+    def revision(self) -> str:
+        """What identifies this content: the version id, else the etag."""
+        return self.version_id or self.etag or ""
+
+    def describes(self, version_id: str | None, etag: str | None) -> bool:
+        """Whether the object now at this key (its version id / etag) is the one announced."""
+        if self.version_id:
+            return version_id == self.version_id
+        return not self.etag or etag == self.etag
+
+
+def parse(body: bytes) -> list[ObjectEvent]:
+    """Parse one broker message into its object events.
+
+    Returns an empty list for store test events (``s3:TestEvent``). Raises
+    :class:`EventError` for anything that is not a bucket event.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise EventError(f"not JSON: {exc}", body=body) from None
+    if not isinstance(doc, dict):
+        raise EventError(f"expected a JSON object, got {type(doc).__name__}", body=body)
+    if doc.get("Event") == "s3:TestEvent":
+        return []
+    records = doc.get("Records")
+    if not isinstance(records, list) or not records:
+        raise EventError("no 'Records' list in message", body=body)
+    try:
+        return [_record(r) for r in records]
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        raise EventError(f"malformed record: {_describe(exc)}", body=body) from None
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+    return str(exc)
+
+
+def _record(rec: Mapping[str, Any]) -> ObjectEvent:
+    if not isinstance(rec, Mapping):
+        raise TypeError("record is not an object")
+    s3 = rec["s3"]
+    obj = s3["object"]
+    source = _source(str(rec.get("eventSource", "")))
+    name = str(rec["eventName"])
+    if not name.startswith("s3:"):
+        name = "s3:" + name  # AWS and some Ceph versions omit the prefix
+    bucket = str(s3["bucket"]["name"])
+    key = decode_key(str(obj["key"]))
+    etag = obj.get("eTag") or obj.get("etag") or None
+    version = obj.get("versionId") or None
+    sequencer = obj.get("sequencer") or None
+    return ObjectEvent(
+        event_id=_event_id(bucket, key, name, version, etag, sequencer),
+        event_name=name,
+        bucket=bucket,
+        key=key,
+        size=obj.get("size"),
+        etag=etag.strip('"') if isinstance(etag, str) else None,
+        version_id=version,
+        sequencer=sequencer,
+        event_time=rec.get("eventTime") or None,
+        content_type=obj.get("contentType") or None,
+        metadata=_metadata(obj),
+        source=source,
+    )
+
+
+def _source(event_source: str) -> Source:
+    if event_source.startswith("minio"):
+        return "minio"
+    if event_source.startswith("aws"):
+        return "aws"
+    if event_source.startswith("ceph"):
+        return "ceph"
+    return "other"
+
+
+def decode_key(raw: str) -> str:
+    """Decode an event key encoded like Go's ``url.QueryEscape`` (``+`` is a space)."""
+    return unquote_plus(raw, errors="strict")
+
+
+def _metadata(obj: Mapping[str, Any]) -> dict[str, str]:
+    """User metadata with the ``x-amz-meta-`` prefix removed and names lower-cased."""
+    raw: Any = obj.get("userMetadata") or obj.get("metadata") or {}
+    pairs: list[tuple[str, str]]
+    if isinstance(raw, list):  # Ceph: [{"key": "x-amz-meta-a", "val": "b"}]
+        pairs = [(str(m.get("key", "")), str(m.get("val", ""))) for m in raw]
+    else:
+        pairs = [(str(k), str(v)) for k, v in dict(raw).items()]
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        lowered = name.lower()
+        if lowered.startswith(META_PREFIX):
+            out[lowered[len(META_PREFIX) :]] = value
+    return out
+
+
+def _event_id(
+    bucket: str, key: str, name: str, version: str | None, etag: str | None, seq: str | None
+) -> str:
+    # Stable across redeliveries of the same event, distinct for a new write of the
+    # same key (new etag/version/sequencer), so logs and DLQ entries can be joined.
+    parts = "\x00".join((bucket, key, name, version or "", etag or "", seq or ""))
+    return hashlib.blake2b(parts.encode(), digest_size=12).hexdigest()

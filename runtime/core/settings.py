@@ -1,0 +1,64 @@
+"""Settings: the only place bucketfn reads the environment.
+
+Every option is ``BUCKETFN_<NAME>`` in the environment. Defaults are the local,
+loopback-only servers that ``make up`` starts (MinIO's and RabbitMQ's own
+default credentials); production overrides them all.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runtime.core.names import Queues
+from runtime.core.streams import MIB
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, read from ``BUCKETFN_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="BUCKETFN_", frozen=True, extra="ignore")
+
+    s3_endpoint: str = "http://127.0.0.1:9000"
+    s3_access_key: str = "minioadmin"
+    s3_secret_key: SecretStr = SecretStr("minioadmin")
+    s3_region: str = "us-east-1"
+    s3_max_connections: int = Field(default=64, ge=1)
+
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    # MinIO re-declares this exchange before every publish with exactly these
+    # properties; the runtime must declare it identically or one side fails.
+    exchange: str = "bucketfn.events"
+    exchange_type: str = "direct"
+    routing_key: str = "bucketfn.ingress"
+    # The MinIO notification target id: MINIO_NOTIFY_AMQP_ENABLE_<ID>=on.
+    minio_target_arn: str = "arn:minio:sqs::BUCKETFN:amqp"
+
+    # Names every queue of this deployment; a unique one isolates a test run.
+    queue_prefix: str = Field(default="bucketfn", pattern=r"^[a-z][a-z0-9_.-]{0,40}$")
+    output_bucket: str = "job-outputs"
+    # Buckets come from the app's routes (what they trigger on and write to);
+    # these are any others ``init`` should create as well.
+    extra_buckets: tuple[str, ...] = ()
+
+    # Deliveries of one message (its consumer crashed or was killed each time)
+    # before the broker dead-letters it. Fixed when a queue is first declared.
+    delivery_limit: int = Field(default=10, ge=1)
+    prefetch: int = Field(default=16, ge=1, description="in-flight invocations per function")
+    router_prefetch: int = Field(default=256, ge=1)
+    read_chunk_size: int = Field(default=MIB, ge=64 * 1024)
+    connect_timeout: float = Field(default=60.0, ge=0, description="wait for RabbitMQ at start")
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    event_loop: str = Field(default="uvloop", pattern="^(uvloop|asyncio)$")
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|console)$")
+
+    @property
+    def queues(self) -> Queues:
+        """The queue names of this deployment."""
+        return Queues(self.queue_prefix)
+
+
+def load() -> Settings:
+    """Read settings from the environment now (never at import time)."""
+    return Settings()

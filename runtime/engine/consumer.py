@@ -1,0 +1,75 @@
+"""A queue consumer that tracks its in-flight tasks, so a stop can drain them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from runtime.adapters.amqp import mapped
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+log = structlog.get_logger("bucketfn.consumer")
+
+MessageHandler = Callable[["AbstractIncomingMessage"], Awaitable[Any]]
+
+
+class Consumer:
+    """Consumes one queue on its own channel; each message runs as a task of its own."""
+
+    def __init__(
+        self, channel: AbstractChannel, queue: AbstractQueue, handler: MessageHandler
+    ) -> None:
+        self.channel = channel
+        self.queue = queue
+        self.handler = handler
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tag: str | None = None
+
+    async def start(self) -> None:
+        """Begin consuming."""
+        async with mapped(f"consuming {self.queue.name!r}"):
+            self.tag = await self.queue.consume(self._on_message)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+        try:
+            await self.handler(message)
+        except Exception:  # the handler's own failures are classified; this is a bug or outage
+            log.exception("message handling failed, requeueing", queue=self.queue.name)
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+        finally:
+            if task is not None:
+                self.tasks.discard(task)
+
+    async def stop(self) -> None:
+        """Stop taking new messages (in-flight ones go on)."""
+        if self.tag is not None:
+            with contextlib.suppress(Exception):
+                await self.queue.cancel(self.tag)
+            self.tag = None
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for in-flight messages, then cancel the rest."""
+        if self.tasks:
+            _, pending = await asyncio.wait(set(self.tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+
+    def abandon(self) -> None:
+        """The connection is gone: nothing in flight can be acked; the broker redelivers it."""
+        for task in list(self.tasks):
+            task.cancel()
+
+    async def close(self) -> None:
+        """Close the channel; whatever is still unacked goes back to the queue."""
+        with contextlib.suppress(Exception):
+            await self.channel.close()

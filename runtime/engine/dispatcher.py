@@ -1,0 +1,91 @@
+"""The dispatcher: ingress queue → one message per matching function.
+
+Kept apart from the function queues so one slow or failing function never
+blocks another, one event fans out to several functions, and each function
+has its own concurrency, retries and dead-letter queue. (The *router* is
+where functions are declared; this is what reads the ingress.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import structlog
+
+from runtime.core import events
+from runtime.core.errors import BrokerError, EventError
+from runtime.core.letters import IngressDeadLetter
+from runtime.core.names import Header
+from runtime.core.records import Invocation, dumps
+from runtime.engine.observer import Observer, Observers
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractIncomingMessage
+
+    from runtime.app.router import App
+    from runtime.core.names import Queues
+    from runtime.core.seams import Publisher
+
+log = structlog.get_logger("bucketfn.dispatcher")
+
+
+class Dispatcher:
+    """Parses ingress messages and publishes invocations, confirmed, before acking."""
+
+    def __init__(
+        self, app: App, publisher: Publisher, queues: Queues, observer: Observer | None = None
+    ) -> None:
+        self.app = app
+        self.publisher = publisher
+        self.queues = queues
+        self.observer = observer or Observers()
+
+    async def route(self, body: bytes) -> list[Invocation]:
+        """Publish one invocation per (event, matching function); return them.
+
+        Raises EventError for a message that is not a bucket event.
+        """
+        parsed = events.parse(body)
+        routed = [(ev, [r.name for r in self.app.match(ev)]) for ev in parsed]
+        invocations = [Invocation(function=fn, event=ev) for ev, fns in routed for fn in fns]
+        await asyncio.gather(
+            *(
+                self.publisher.publish(
+                    self.queues.function(inv.function),
+                    dumps(inv),
+                    message_id=inv.event.event_id,
+                    headers={Header.EVENT_ID: inv.event.event_id},
+                )
+                for inv in invocations
+            )
+        )
+        for ev, fns in routed:
+            if fns:
+                self.observer.dispatched(ev, fns)
+            else:
+                self.observer.unmatched(ev)
+        return invocations
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        """Route one ingress message; bad ones go to the ingress dead-letter queue."""
+        try:
+            await self.route(message.body)
+        except EventError as exc:
+            letter = IngressDeadLetter.of(exc.reason, message.body)
+            await self.publisher.publish(
+                self.queues.ingress_dlq,
+                dumps(letter),
+                message_id=letter.id,
+                headers={Header.KIND: letter.kind},
+            )
+            await message.ack()
+            self.observer.rejected(None, exc.reason, letter.id)
+            return
+        except BrokerError as exc:
+            # Some copies may have been published: redelivery republishes them,
+            # and the worker's idempotency check makes the duplicate harmless.
+            log.warning("routing publish failed, requeueing", error=str(exc))
+            await message.nack(requeue=True)
+            return
+        await message.ack()

@@ -1,0 +1,254 @@
+"""One invocation: idempotency check → handler → result record; then retry or dead-letter.
+
+The broker-facing part (decode, ack) is :meth:`Worker.handle`; the invocation
+itself, :meth:`Worker.invoke`, is what the test harness drives too. What
+happened is reported to the observers, never logged here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
+
+from runtime.app.context import Context
+from runtime.core import names, retry
+from runtime.core.errors import ObjectGone, Reject, Superseded
+from runtime.core.letters import DeadLetter, Undecodable
+from runtime.core.names import Header
+from runtime.core.records import Attempt, ErrorInfo, Invocation, Result, Source, dumps, now
+from runtime.engine.observer import Observer, Observers
+from runtime.engine.outcome import Outcome, Status
+from runtime.engine.seen import Seen
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from aio_pika.abc import AbstractIncomingMessage
+
+    from runtime.app.router import Route
+    from runtime.core.names import Queues
+    from runtime.core.seams import Publisher, Storage
+
+
+class Worker:
+    """Runs one function's invocations."""
+
+    def __init__(
+        self,
+        route: Route,
+        *,
+        storage: Storage,
+        publisher: Publisher,
+        queues: Queues,
+        output_bucket: str,
+        chunk_size: int,
+        observer: Observer | None = None,
+    ) -> None:
+        self.route = route
+        self.storage = storage
+        self.publisher = publisher
+        self.queues = queues
+        self.output_bucket = output_bucket
+        self.chunk_size = chunk_size
+        self.observer = observer or Observers()
+        self.log = structlog.get_logger("bucketfn.worker").bind(function=route.name)
+
+    async def handle(self, message: AbstractIncomingMessage) -> Outcome:
+        """Process one queue message; ack it only once its successor is safe."""
+        try:
+            inv = Invocation.model_validate_json(message.body)
+        except ValidationError as exc:
+            # Not ours to understand: keep it, with the reason, rather than drop it.
+            reason = f"undecodable invocation: {exc.errors()[0]['msg']}"
+            letter = Undecodable.of(self.route.name, reason, message.body)
+            await self.publisher.publish(
+                self.queues.dead_letter(self.route.name),
+                dumps(letter),
+                headers={Header.KIND: letter.kind},
+                message_id=letter.id,
+            )
+            await message.ack()
+            self.observer.rejected(self.route.name, reason, letter.id)
+            return Outcome(status=Status.DEAD_LETTER, reason=reason, letter_id=letter.id)
+        outcome = await self.process(inv)
+        await message.ack()
+        return outcome
+
+    async def process(self, inv: Invocation) -> Outcome:
+        """Invoke, and on failure publish the retry or the dead letter."""
+        started = time.monotonic()
+        try:
+            outcome = await self.invoke(inv)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes
+            outcome = await self._failed(inv, exc)
+        self.observer.finished(inv, outcome, time.monotonic() - started)
+        return outcome
+
+    async def invoke(self, inv: Invocation) -> Outcome:
+        """Run the handler unless a result for this revision exists; write the record."""
+        ev = inv.event
+        route = self.route
+        previous = await self.storage.head(self.output_bucket, self._record_key(inv))
+        if previous is not None:
+            seen = Seen.of(previous.metadata or {})
+            if seen.done(ev.revision):
+                return Outcome(status=Status.DUPLICATE)
+            if seen.newer_than(ev.sequencer):
+                # A newer write of this key has a record already: never overwrite it.
+                return Outcome(status=Status.SUPERSEDED)
+        if ev.sequencer is None:
+            # Without a sequencer to order writes, ask the store what is current.
+            current = await self.storage.head(ev.bucket, ev.key)
+            if current is None or not ev.describes(current.version_id, current.etag):
+                return Outcome(status=Status.SUPERSEDED)
+
+        ctx = Context(
+            function=route.name,
+            function_version=route.version,
+            event=ev,
+            attempt=inv.attempt,
+            storage=self.storage,
+            output_bucket=self.output_bucket,
+            chunk_size=self.chunk_size,
+            log=self.log.bind(
+                event_id=ev.event_id, bucket=ev.bucket, key=ev.key, attempt=inv.attempt
+            ),
+        )
+        self.observer.started(inv)
+        started_at = now()
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(route.retry.timeout):
+                output = await route.handler(ev, ctx)
+        except (Superseded, ObjectGone):
+            return Outcome(status=Status.SUPERSEDED)
+        if isinstance(output, BaseModel):
+            output = output.model_dump(mode="json")
+        result = self._result(
+            inv,
+            status="ok",
+            history=inv.history,
+            started_at=started_at,
+            duration_ms=round((time.monotonic() - t0) * 1000, 3),
+            output=output,
+            outputs=ctx.outputs,
+        )
+        await self._record(inv, result)
+        return Outcome(status=Status.OK, result=result)
+
+    def _record_key(self, inv: Invocation) -> str:
+        return names.result_key(self.route.name, inv.event.key)
+
+    def _result(
+        self,
+        inv: Invocation,
+        *,
+        status: Literal["ok", "dead-lettered"],
+        history: tuple[Attempt, ...],
+        started_at: datetime,
+        duration_ms: float,
+        output: Any = None,
+        outputs: tuple[str, ...] = (),
+        error: ErrorInfo | None = None,
+    ) -> Result:
+        """The one place a result record is built, for successes and dead letters alike."""
+        return Result(
+            status=status,
+            function=self.route.name,
+            function_version=self.route.version,
+            event_id=inv.event.event_id,
+            output=output,
+            outputs=outputs,
+            source=Source.of(inv.event),
+            # every attempt ever, replays included
+            attempts=len(history) + (1 if status == "ok" else 0),
+            history=history,
+            started_at=started_at,
+            finished_at=now(),
+            duration_ms=duration_ms,
+            error=error,
+        )
+
+    async def _record(self, inv: Invocation, result: Result) -> None:
+        try:
+            body = dumps(result)
+        except (PydanticSerializationError, TypeError, ValueError) as exc:
+            # Retrying cannot make a return value serializable: the code must change.
+            raise Reject(f"the function's return value is not JSON-serializable: {exc}") from exc
+        await self.storage.put(
+            self.output_bucket,
+            self._record_key(inv),
+            body,
+            content_type="application/json",
+            metadata=Seen.stamp(
+                function=self.route.name,
+                status=result.status,
+                revision=result.source.revision,
+                sequencer=result.source.sequencer,
+            ),
+        )
+
+    async def _failed(self, inv: Invocation, exc: Exception) -> Outcome:
+        """Decide, then publish the retry or the dead letter (and its record)."""
+        error = ErrorInfo.of(exc)
+        age = (now() - inv.first_seen).total_seconds()
+        decision = retry.decide(self.route.retry, error=exc, attempt=inv.attempt, age=age)
+        attempt = Attempt(
+            attempt=inv.attempt,
+            at=now(),
+            error_type=error.type,
+            message=error.message,
+            fingerprint=error.fingerprint,
+            delay_ms=decision.delay_ms or None,
+        )
+        history = (*inv.history, attempt)
+        if decision.verdict is retry.Verdict.RETRY:
+            nxt = inv.model_copy(update={"attempt": inv.attempt + 1, "history": history})
+            await self.publisher.publish(
+                self.queues.retry(self.route.name, decision.tier_ms),
+                dumps(nxt),
+                headers={Header.ATTEMPT: nxt.attempt},
+                message_id=inv.event.event_id,
+                expiration_ms=decision.delay_ms,
+            )
+            return Outcome(status=Status.RETRY, error=error, delay_ms=decision.delay_ms)
+        return await self._dead_letter(inv, error, history, decision.reason)
+
+    async def _dead_letter(
+        self, inv: Invocation, error: ErrorInfo, history: tuple[Attempt, ...], reason: str
+    ) -> Outcome:
+        letter = DeadLetter(
+            id=f"{inv.event.event_id}-{inv.attempt}-{inv.replays}",
+            function=self.route.name,
+            function_version=self.route.version,
+            reason=reason,
+            invocation=inv.model_copy(update={"history": history}),
+            error=error,
+        )
+        await self.publisher.publish(
+            self.queues.dead_letter(self.route.name),
+            dumps(letter),
+            headers={Header.KIND: letter.kind, Header.FINGERPRINT: error.fingerprint},
+            message_id=letter.id,
+        )
+        result = self._result(
+            inv,
+            status="dead-lettered",
+            history=history,
+            started_at=history[-1].at,
+            duration_ms=0,
+            error=error,
+        )
+        await self._record(inv, result)
+        return Outcome(
+            status=Status.DEAD_LETTER,
+            result=result,
+            error=error,
+            reason=reason,
+            letter_id=letter.id,
+        )

@@ -1,0 +1,1 @@
+"""Operations on a deployment: provisioning (``init``), dead letters (list, replay, purge)."""

@@ -1,0 +1,140 @@
+"""In-memory stand-ins for the two seams: object storage and confirmed publishing."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from runtime.core.errors import ObjectGone, Superseded
+from runtime.core.seams import Body, ObjectInfo
+from runtime.core.streams import MIB
+
+
+@dataclass(slots=True)
+class _Object:
+    data: bytes
+    etag: str
+    version_id: str | None
+    content_type: str
+    metadata: dict[str, str]
+
+
+class MemoryStorage:
+    """A :class:`~runtime.core.seams.Storage` in a dict, with etags and optional versions."""
+
+    def __init__(self, versioned: frozenset[str] = frozenset()) -> None:
+        self.objects: dict[tuple[str, str], _Object] = {}
+        self.versioned = versioned
+        self._versions = itertools.count(1)
+
+    def put_bytes(
+        self, bucket: str, key: str, data: bytes, metadata: Mapping[str, str] | None = None
+    ) -> ObjectInfo:
+        """Store ``data`` synchronously (test setup)."""
+        version = f"v{next(self._versions)}" if bucket in self.versioned else None
+        obj = _Object(
+            data=data,
+            etag=hashlib.md5(data, usedforsecurity=False).hexdigest(),
+            version_id=version,
+            content_type="application/octet-stream",
+            metadata=dict(metadata or {}),
+        )
+        self.objects[(bucket, key)] = obj
+        return ObjectInfo(bucket=bucket, key=key, etag=obj.etag, version_id=version, size=len(data))
+
+    async def stream(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        version_id: str | None = None,
+        etag: str | None = None,
+        chunk_size: int = MIB,
+    ) -> AsyncIterator[bytes]:
+        """Yield the object in chunks; Superseded if it changed since the event."""
+        obj = self.objects.get((bucket, key))
+        if obj is None:
+            raise ObjectGone(f"GET {bucket}/{key}: NoSuchKey")
+        if (version_id and obj.version_id != version_id) or (
+            not version_id and etag and obj.etag != etag
+        ):
+            raise Superseded(f"GET {bucket}/{key}: object changed since the event")
+        for i in range(0, len(obj.data), chunk_size):
+            yield obj.data[i : i + chunk_size]
+
+    async def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Objects under ``prefix`` in S3's key order (UTF-8 bytes)."""
+        found = sorted(
+            (key for (b, key) in self.objects if b == bucket and key.startswith(prefix)),
+            key=str.encode,
+        )
+        for key in found:
+            obj = self.objects[(bucket, key)]
+            yield ObjectInfo(
+                bucket=bucket, key=key, etag=obj.etag, version_id=None, size=len(obj.data)
+            )
+
+    async def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        """The object's current state, or None."""
+        obj = self.objects.get((bucket, key))
+        if obj is None:
+            return None
+        return ObjectInfo(
+            bucket=bucket,
+            key=key,
+            etag=obj.etag,
+            version_id=obj.version_id,
+            size=len(obj.data),
+            metadata=obj.metadata,
+        )
+
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Store bytes or a stream of chunks."""
+        if isinstance(body, bytes | bytearray):
+            data = bytes(body)
+        else:
+            data = b"".join([chunk async for chunk in body])
+        info = self.put_bytes(bucket, key, data, metadata)
+        self.objects[(bucket, key)].content_type = content_type
+        return info
+
+
+@dataclass(slots=True)
+class MemoryPublisher:
+    """Records what the worker publishes (retries, dead letters) instead of sending it."""
+
+    messages: list[tuple[str, bytes, dict[str, Any]]] = field(default_factory=list)
+
+    async def publish(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        expiration_ms: int | None = None,
+    ) -> None:
+        """Keep the message."""
+        meta = {
+            "headers": dict(headers or {}),
+            "message_id": message_id,
+            "expiration_ms": expiration_ms,
+        }
+        self.messages.append((queue, body, meta))
+
+    def on(self, queue: str) -> list[dict[str, Any]]:
+        """The decoded bodies published to ``queue``."""
+        return [orjson.loads(body) for q, body, _ in self.messages if q == queue]
