@@ -13,9 +13,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+
+class _Console(Console):
+    """rich's console, leaving a closed pipe to :func:`survive_closed_pipe` (one exit path)."""
+
+    def on_broken_pipe(self) -> None:
+        """Stop writing, and let the command end as every other closed pipe does."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 # Piped output is read by scripts and tests: never truncate or wrap it to 80 columns.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
-err = Console(stderr=True)
+out = _Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+err = _Console(stderr=True)
 
 
 def emit_json(data: Any) -> None:

@@ -22,6 +22,7 @@ from runtime.app.router import Handler, Route, Router
 from runtime.core.events import PUT, ObjectEvent
 from runtime.core.names import Queues
 from runtime.core.records import Invocation, Result
+from runtime.engine.observer import Observer
 from runtime.engine.outcome import Outcome, Status
 from runtime.engine.worker import Worker
 from runtime.testing.memory import MemoryPublisher, MemoryStorage
@@ -31,12 +32,17 @@ class Harness:
     """Run a function on an in-memory object the way the runtime would."""
 
     def __init__(
-        self, *, output_bucket: str = "job-outputs", versioned: frozenset[str] = frozenset()
+        self,
+        *,
+        output_bucket: str = "job-outputs",
+        versioned: frozenset[str] = frozenset(),
+        observer: Observer | None = None,
     ):
         self.storage = MemoryStorage(versioned)
         self.publisher = MemoryPublisher()
         self.queues = Queues("test")
         self.output_bucket = output_bucket
+        self.observer = observer
 
     def event(self, bucket: str, key: str, *, name: str = PUT) -> ObjectEvent:
         """An event for the object currently stored at ``bucket/key``."""
@@ -64,6 +70,7 @@ class Harness:
             queues=self.queues,
             output_bucket=self.output_bucket,
             chunk_size=64 * 1024,
+            observer=self.observer,
         )
 
     async def deliver(self, route: Route, event: ObjectEvent, *, attempt: int = 1) -> Outcome:

@@ -1,0 +1,66 @@
+"""One dead-letter model: every kind a dead-letter queue can hold decodes through one door."""
+
+from __future__ import annotations
+
+from aio_pika.exceptions import ChannelNotFoundEntity
+
+from runtime import BrokerError
+from runtime.adapters.amqp import translate
+from runtime.core.events import PUT, ObjectEvent
+from runtime.core.letters import (
+    DeadLetter,
+    DeliveryLimit,
+    IngressDeadLetter,
+    Undecodable,
+    decode,
+)
+from runtime.core.records import ErrorInfo, Invocation, dumps, fingerprint
+
+EVENT = ObjectEvent(event_id="e1", event_name=PUT, bucket="b", key="k", etag="t")
+INV = Invocation(function="f", event=EVENT)
+
+
+def test_a_workers_dead_letter_round_trips() -> None:
+    error = ErrorInfo.of(ValueError("boom"))
+    letter = DeadLetter(
+        id="x", function="f", function_version="v", reason="r", invocation=INV, error=error
+    )
+    back = decode(dumps(letter), {}, function="f")
+    assert isinstance(back, DeadLetter)
+    assert back.fingerprint == error.fingerprint and len(back.fingerprint) == 12
+
+
+def test_the_brokers_own_dead_letter_is_recognised_by_its_death_header() -> None:
+    back = decode(
+        dumps(INV), {"x-first-death-reason": b"delivery_limit"}, function="f", message_id="m1"
+    )
+    assert isinstance(back, DeliveryLimit)
+    assert back.id == "m1" and back.invocation.event.key == "k"
+    assert "delivery_limit" in back.reason
+    assert back.fingerprint == fingerprint("f", "delivery_limit")
+
+
+def test_garbage_keeps_its_bytes_and_its_queue() -> None:
+    raw = b"\xff\xfe not json"
+    on_ingress = decode(raw, None, function=None, message_id="keep")
+    assert isinstance(on_ingress, IngressDeadLetter)
+    assert on_ingress.id == "keep" and on_ingress.body == raw
+    on_function = decode(b'{"some": "json"}', None, function="f")
+    assert isinstance(on_function, Undecodable)
+    assert on_function.function == "f" and on_function.body == b'{"some": "json"}'
+
+
+def test_ingress_letters_group_by_the_first_clause_of_their_reason() -> None:
+    a = IngressDeadLetter.of("malformed record: missing field 's3'", b"1")
+    b = IngressDeadLetter.of("malformed record: missing field 'key'", b"2")
+    c = IngressDeadLetter.of("not JSON: unexpected character", b"3")
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+    assert a.id != b.id
+
+
+def test_amqp_errors_are_mapped_in_one_place() -> None:
+    assert isinstance(translate(ConnectionResetError("reset"), "publish"), BrokerError)
+    gone = translate(ChannelNotFoundEntity("NOT_FOUND"), "queue 'q'")
+    assert "bucketfn init" in str(gone)
+    same = BrokerError("already ours")
+    assert translate(same, "x") is same
