@@ -1,5 +1,7 @@
-# Shared settings of the native (no-Docker) servers; sourced by the scripts here.
-# Everything is overridable from the environment and binds to loopback only.
+# shellcheck shell=bash disable=SC2034  # the settings are used by the scripts that source this
+# Shared settings and helpers of the native (no-Docker) servers; sourced by the
+# scripts here. Everything is overridable from the environment and binds to
+# loopback only.
 
 # MinIO's community edition ships as source only. The issue's pin,
 # v0.0.0-20251024040631-10b0a234d25b, is refused by the Go module proxy
@@ -26,3 +28,67 @@ RABBITMQ_PASSWORD="${RABBITMQ_PASSWORD:-guest}"
 BUCKETFN_PROFILE="${BUCKETFN_PROFILE:-durable}"
 
 log() { printf '%s %s\n' "[$(basename "$0" .sh)]" "$*" >&2; }
+
+# The helpers below run under the callers' `set -euo pipefail`. The predicates
+# (pid_running, pid_gone, port_open, wait_until) report through their status
+# and are meant for `if`/`||`/`&&`, where a non-zero status does not trip
+# errexit. The actions (start_pid, stop_pid) are meant to be called as plain
+# commands, so that a failing step in them still stops the script.
+
+# pid_running PIDFILE: PIDFILE exists and its process is alive.
+pid_running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# pid_gone PID: the process PID no longer exists.
+pid_gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# port_open HOST PORT: something accepts TCP connections on HOST:PORT.
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# wait_until TRIES INTERVAL CMD...: run CMD up to TRIES times, sleeping
+# INTERVAL seconds after each failure; succeed as soon as CMD does, fail if it
+# never does. CMD may itself exit the script to give up early.
+wait_until() {
+  local tries="$1" interval="$2" _try
+  shift 2
+  for _try in $(seq 1 "$tries"); do
+    if "$@"; then return 0; fi
+    sleep "$interval"
+  done
+  return 1
+}
+
+# start_pid PIDFILE CMD...: run CMD in the background, immune to hangups, and
+# record its pid in PIDFILE. Redirect the call to send CMD's output to a log.
+start_pid() {
+  local pidfile="$1"
+  shift
+  nohup "$@" &
+  echo $! >"$pidfile"
+}
+
+# stop_pid PIDFILE [TIMEOUT]: SIGTERM the process in PIDFILE, give it TIMEOUT
+# whole seconds (default 10) to exit, then SIGKILL it; remove PIDFILE. Logs
+# "stopped" only if there was a live process to stop.
+stop_pid() {
+  local pidfile="$1" timeout="${2:-10}" pid
+  pid_running "$pidfile" || { rm -f "$pidfile"; return 0; }
+  pid="$(cat "$pidfile")"
+  kill -TERM "$pid"
+  wait_until $((timeout * 4)) 0.25 pid_gone "$pid" || true
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+  log "stopped"
+}
+
+# die_with_log LINES MESSAGE FILE...: log MESSAGE, show the last LINES lines of
+# the FILEs on stderr, and exit 1.
+die_with_log() {
+  local lines="$1" message="$2"
+  shift 2
+  log "$message"
+  tail -n "$lines" "$@" >&2 || true
+  exit 1
+}
+
+# print_status CMD...: print "running" if CMD succeeds, else "stopped".
+print_status() { if "$@"; then echo running; else echo stopped; fi; }

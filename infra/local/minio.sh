@@ -2,6 +2,7 @@
 # MinIO, built from source and run natively on loopback.
 #   minio.sh install | start | stop | status
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=env.sh
 source "$(dirname "$0")/env.sh"
 
 DIR="$STATE/minio"
@@ -19,11 +20,16 @@ install() {
 
 healthy() { curl -fsS -o /dev/null "http://$MINIO_ADDRESS/minio/health/cluster" 2>/dev/null; }
 
-running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# Healthy yet? A MinIO that has exited never will be, so give up at once.
+healthy_or_die() {
+  healthy && return 0
+  pid_running "$PIDFILE" || die_with_log 20 "MinIO exited:" "$DIR/minio.log"
+  return 1
+}
 
 start() {
   install
-  if running; then log "already running (pid $(cat "$PIDFILE"))"; return 0; fi
+  if pid_running "$PIDFILE"; then log "already running (pid $(cat "$PIDFILE"))"; return 0; fi
   if healthy; then log "a MinIO not started by us answers on $MINIO_ADDRESS; using it"; return 0; fi
   mkdir -p "$DIR"/data{1..4} "$DIR/events"
   # The AMQP notification target: shared settings, then this host's address.
@@ -37,32 +43,20 @@ start() {
   # The drive directories share the root filesystem, which MinIO refuses
   # ("drive not found") unless told this is a CI/dev setup.
   export MINIO_CI_CD=on
-  nohup "$MINIO_BIN" server --quiet --address "$MINIO_ADDRESS" \
-    --console-address "$MINIO_CONSOLE_ADDRESS" "$DIR/data{1...4}" >"$DIR/minio.log" 2>&1 &
-  echo $! >"$PIDFILE"
+  start_pid "$PIDFILE" "$MINIO_BIN" server --quiet --address "$MINIO_ADDRESS" \
+    --console-address "$MINIO_CONSOLE_ADDRESS" "$DIR/data{1...4}" >"$DIR/minio.log" 2>&1
   # /live answers before the erasure set can serve; /cluster waits for quorum.
-  for _ in $(seq 1 120); do
-    if healthy; then log "up on $MINIO_ADDRESS (profile $BUCKETFN_PROFILE)"; return 0; fi
-    running || { log "MinIO exited:"; tail -20 "$DIR/minio.log" >&2; exit 1; }
-    sleep 0.5
-  done
-  log "MinIO did not become healthy in 60 s:"; tail -20 "$DIR/minio.log" >&2; exit 1
+  wait_until 120 0.5 healthy_or_die ||
+    die_with_log 20 "MinIO did not become healthy in 60 s:" "$DIR/minio.log"
+  log "up on $MINIO_ADDRESS (profile $BUCKETFN_PROFILE)"
 }
 
-stop() {
-  running || { rm -f "$PIDFILE"; return 0; }
-  local pid; pid="$(cat "$PIDFILE")"
-  kill "$pid"
-  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$PIDFILE"
-  log "stopped"
-}
+stop() { stop_pid "$PIDFILE" 10; }
 
 case "${1:-}" in
   install) install ;;
   start) start ;;
   stop) stop ;;
-  status) running && echo running || echo stopped ;;
+  status) print_status pid_running "$PIDFILE" ;;
   *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
 esac

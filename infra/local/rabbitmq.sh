@@ -3,6 +3,7 @@
 # data, logs, cookie and config under the project's state directory.
 #   rabbitmq.sh install | start | stop | status
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=env.sh
 source "$(dirname "$0")/env.sh"
 
 DIR="$STATE/rabbitmq"
@@ -45,14 +46,14 @@ running() { setup_env; "$SBIN/rabbitmq-diagnostics" -q ping >/dev/null 2>&1; }
 start() {
   install
   if running; then log "already running"; return 0; fi
-  if (exec 3<>"/dev/tcp/$RABBITMQ_HOST/$RABBITMQ_PORT") 2>/dev/null; then
+  if port_open "$RABBITMQ_HOST" "$RABBITMQ_PORT"; then
     log "a broker not started by us answers on $RABBITMQ_HOST:$RABBITMQ_PORT; using it"; return 0
   fi
   setup_env
   "$SBIN/rabbitmq-server" -detached
   touch "$DIR/started"
   if ! "$SBIN/rabbitmqctl" -q wait --timeout 120 "$RABBITMQ_PID_FILE" >/dev/null 2>&1; then
-    log "RabbitMQ did not start:"; tail -30 "$DIR"/log/*.log >&2 || true; exit 1
+    die_with_log 30 "RabbitMQ did not start:" "$DIR"/log/*.log
   fi
   log "up on $RABBITMQ_HOST:$RABBITMQ_PORT (management on :$RABBITMQ_MANAGEMENT_PORT)"
 }
@@ -71,6 +72,6 @@ case "${1:-}" in
   install) install ;;
   start) start ;;
   stop) stop ;;
-  status) running && echo running || echo stopped ;;
+  status) print_status running ;;
   *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
 esac

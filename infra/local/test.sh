@@ -4,6 +4,7 @@
 #   test.sh PYTEST [ARGS...]
 set -uo pipefail
 here="$(dirname "$0")"
+# shellcheck source-path=SCRIPTDIR source=env.sh
 source "$here/env.sh"
 
 started=()
