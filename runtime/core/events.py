@@ -82,7 +82,7 @@ def parse(body: bytes) -> list[ObjectEvent]:
         raise EventError("no 'Records' list in message", body=body)
     try:
         return [_record(r) for r in records]
-    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+    except Exception as exc:  # noqa: BLE001 - hostile input may break any assumption; the contract is EventError alone
         raise EventError(f"malformed record: {_describe(exc)}", body=body) from None
 
 
@@ -92,7 +92,9 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
-    return str(exc)
+    if isinstance(exc, TypeError | ValueError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _record(rec: Mapping[str, Any]) -> ObjectEvent:
@@ -145,9 +147,13 @@ def _metadata(obj: Mapping[str, Any]) -> dict[str, str]:
     raw: Any = obj.get("userMetadata") or obj.get("metadata") or {}
     pairs: list[tuple[str, str]]
     if isinstance(raw, list):  # Ceph: [{"key": "x-amz-meta-a", "val": "b"}]
+        if not all(isinstance(m, Mapping) for m in raw):
+            raise TypeError("object metadata list must hold {'key', 'val'} objects")
         pairs = [(str(m.get("key", "")), str(m.get("val", ""))) for m in raw]
+    elif isinstance(raw, Mapping):
+        pairs = [(str(k), str(v)) for k, v in raw.items()]
     else:
-        pairs = [(str(k), str(v)) for k, v in dict(raw).items()]
+        raise TypeError(f"object metadata must be an object, got {type(raw).__name__}")
     out: dict[str, str] = {}
     for name, value in pairs:
         lowered = name.lower()

@@ -116,6 +116,11 @@ class DeliveryLimit(Model):
     @property
     def reason(self) -> str:
         """What happened, for a person."""
+        if self.death == "rejected":
+            return (
+                "broker dead-lettered it (rejected): the runtime could neither retry nor "
+                "dead-letter it itself — see the runtime's log for why"
+            )
         return (
             f"broker dead-lettered it ({self.death}): its consumer died on it repeatedly "
             "— the handler may crash or kill the process"
@@ -149,7 +154,10 @@ def decode(
         return _LETTER.validate_json(body)
     except ValidationError:
         pass
-    death = _text((headers or {}).get(Header.FIRST_DEATH_REASON))
+    # x-last-death-reason (RabbitMQ 3.13+) says why it came here this time;
+    # x-first-death-reason stays as the first death (e.g. "expired" in a delay tier).
+    meta = headers or {}
+    death = _text(meta.get(Header.LAST_DEATH_REASON) or meta.get(Header.FIRST_DEATH_REASON))
     if death:
         try:
             inv = Invocation.model_validate_json(body)
@@ -159,9 +167,15 @@ def decode(
             return DeliveryLimit(
                 id=message_id or digest(body), death=death, invocation=inv, at=timestamp
             )
-    reason = f"unrecognised message{f' (broker: {death})' if death else ''}"
     if function is None:
+        reason = (
+            f"broker dead-lettered it ({death}): the dispatcher could not route it "
+            "— see the runtime's log; replay it once the cause is fixed"
+            if death
+            else "unrecognised message"
+        )
         return IngressDeadLetter.of(reason, body, ident=message_id)
+    reason = f"unrecognised message{f' (broker: {death})' if death else ''}"
     return Undecodable.of(function, reason, body, ident=message_id)
 
 

@@ -33,13 +33,14 @@ class Meta:
 
 
 class Header:
-    """AMQP message headers bucketfn sets (``x-first-death-reason`` is the broker's)."""
+    """AMQP message headers bucketfn sets (the ``x-*-death-reason`` ones are the broker's)."""
 
     EVENT_ID = "x-bucketfn-event-id"
     ATTEMPT = "x-bucketfn-attempt"
     KIND = "x-bucketfn-kind"
     FINGERPRINT = "x-bucketfn-fingerprint"
     FIRST_DEATH_REASON = "x-first-death-reason"
+    LAST_DEATH_REASON = "x-last-death-reason"
 
 
 def valid_function_name(name: str) -> bool:

@@ -42,10 +42,15 @@ class Consumer:
             self.tasks.add(task)
         try:
             await self.handler(message)
-        except Exception:  # the handler's own failures are classified; this is a bug or outage
-            log.exception("message handling failed, requeueing", queue=self.queue.name)
+        except Exception:
+            # Never requeue at once: that is a hot loop, and on RabbitMQ 4 a nack never
+            # reaches the delivery limit. Rejecting dead-letters the message through the
+            # queue's own dead-letter exchange (at-least-once), where `dlq ls` shows it.
+            # If the broker is gone, this fails too and the message is redelivered after
+            # the reconnect's backoff.
+            log.exception("message handling failed, dead-lettering it", queue=self.queue.name)
             with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
+                await message.reject(requeue=False)
         finally:
             if task is not None:
                 self.tasks.discard(task)

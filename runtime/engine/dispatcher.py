@@ -83,9 +83,11 @@ class Dispatcher:
             self.observer.rejected(None, exc.reason, letter.id)
             return
         except BrokerError as exc:
-            # Some copies may have been published: redelivery republishes them,
-            # and the worker's idempotency check makes the duplicate harmless.
-            log.warning("routing publish failed, requeueing", error=str(exc))
-            await message.nack(requeue=True)
+            # Not requeued at once (a hot loop, unbounded on RabbitMQ 4): the ingress
+            # dead-letters it to its dead-letter queue, to be replayed once the cause
+            # (e.g. a missing function queue: run `bucketfn init`) is fixed. Copies
+            # already published are harmless: the worker's idempotency check skips them.
+            log.exception("routing publish failed, dead-lettering the event", error=str(exc))
+            await message.reject(requeue=False)
             return
         await message.ack()

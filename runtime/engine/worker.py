@@ -75,7 +75,13 @@ class Worker:
             await message.ack()
             self.observer.rejected(self.route.name, reason, letter.id)
             return Outcome(status=Status.DEAD_LETTER, reason=reason, letter_id=letter.id)
-        outcome = await self.process(inv)
+        try:
+            outcome = await self.process(inv)
+        except Exception as exc:  # noqa: BLE001 - the failure path itself failed (S3 or broker trouble)
+            # Never an immediate requeue (on RabbitMQ 4 a nack never reaches the
+            # delivery limit): park it in a delay tier and let backoff space the tries.
+            outcome = await self._park(inv, exc)
+            self.observer.finished(inv, outcome, 0.0)
         await message.ack()
         return outcome
 
@@ -219,6 +225,34 @@ class Worker:
             return Outcome(status=Status.RETRY, error=error, delay_ms=decision.delay_ms)
         return await self._dead_letter(inv, error, history, decision.reason)
 
+    async def _park(self, inv: Invocation, exc: Exception) -> Outcome:
+        """Send an invocation whose retry or dead letter could not be made to a delay tier.
+
+        It counts as an attempt, so a failure that persists still reaches the
+        policy's limits (attempts, age) and ends as a dead letter once S3 or
+        the broker lets that be written.
+        """
+        error = ErrorInfo.of(exc)
+        delay_ms = max(1, int(retry.backoff(self.route.retry, inv.attempt) * 1000))
+        attempt = Attempt(
+            attempt=inv.attempt,
+            at=now(),
+            error_type=error.type,
+            message=f"could not record the outcome: {error.message}",
+            fingerprint=error.fingerprint,
+            delay_ms=delay_ms,
+        )
+        nxt = inv.model_copy(
+            update={"attempt": inv.attempt + 1, "history": (*inv.history, attempt)}
+        )
+        await self.publisher.publish(
+            self.queues.retry(self.route.name, retry.tier_for(delay_ms)),
+            dumps(nxt),
+            headers={Header.ATTEMPT: nxt.attempt, Header.EVENT_ID: inv.event.event_id},
+            expiration_ms=delay_ms,
+        )
+        return Outcome(status=Status.RETRY, error=error, delay_ms=delay_ms)
+
     async def _dead_letter(
         self, inv: Invocation, error: ErrorInfo, history: tuple[Attempt, ...], reason: str
     ) -> Outcome:
@@ -230,12 +264,6 @@ class Worker:
             invocation=inv.model_copy(update={"history": history}),
             error=error,
         )
-        await self.publisher.publish(
-            self.queues.dead_letter(self.route.name),
-            dumps(letter),
-            headers={Header.KIND: letter.kind, Header.FINGERPRINT: error.fingerprint},
-            message_id=letter.id,
-        )
         result = self._result(
             inv,
             status="dead-lettered",
@@ -244,7 +272,15 @@ class Worker:
             duration_ms=0,
             error=error,
         )
+        # The record first: if it cannot be written, no letter exists yet, and the
+        # retry that follows (see _park) cannot leave a second one behind.
         await self._record(inv, result)
+        await self.publisher.publish(
+            self.queues.dead_letter(self.route.name),
+            dumps(letter),
+            headers={Header.KIND: letter.kind, Header.FINGERPRINT: error.fingerprint},
+            message_id=letter.id,
+        )
         return Outcome(
             status=Status.DEAD_LETTER,
             result=result,

@@ -134,3 +134,43 @@ async def test_listing_a_dead_letter_queue_many_times_loses_nothing(
         entries = [e for e in await store.entries() if e.id == "keep-me"]
         assert len(entries) == 1
     assert (await store.purge(select(["keep-me"]))) == ["keep-me"]
+
+
+async def test_an_event_that_cannot_be_routed_is_dead_lettered_once_not_requeued(
+    settings: Settings, broker: Broker
+) -> None:
+    # A route whose queue was never declared (a deploy without `bucketfn init`):
+    # before, the dispatcher nacked with requeue at once — redelivered until the
+    # delivery limit on RabbitMQ 3, for ever on RabbitMQ 4.
+    from runtime import App, Context, ObjectEvent, Router
+    from runtime.core.letters import IngressDeadLetter
+    from runtime.ops.deadletters import Entry
+
+    ghost = Router()
+
+    @ghost.function(bucket="job-inputs", prefix="ghost/")
+    async def ghost_fn(event: ObjectEvent, ctx: Context) -> None:
+        return None
+
+    q = settings.queues
+    body = minio("ghost/a.csv")
+    await broker.publish(q.ingress, body, message_id="ghost-1")
+    dispatcher = Dispatcher(App([ghost]), broker, q)
+    conn = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with conn:
+        ch = await conn.channel()
+        ingress = await ch.get_queue(q.ingress, ensure=False)
+        deadline = time.monotonic() + 10
+        while (msg := await ingress.get(no_ack=False, fail=False)) is None:
+            assert time.monotonic() < deadline, "the event never reached the ingress"
+            await asyncio.sleep(0.05)
+        await dispatcher.handle(msg)
+        assert msg.redelivered is False
+        # Positive signal: it is in the ingress dead-letter queue, as it came, once.
+        dead = await get_one(settings, q.ingress_dlq)
+        assert dead.body == body
+        entry = Entry.of(q.ingress_dlq, None, dead)
+        assert isinstance(entry.letter, IngressDeadLetter)
+        assert "rejected" in entry.reason and "could not route it" in entry.reason
+        assert entry.letter.body == body  # what a replay sends back to the ingress
+        assert await ingress.get(no_ack=False, fail=False) is None  # not back on the ingress

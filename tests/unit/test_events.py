@@ -159,3 +159,33 @@ def test_garbage_is_an_event_error_that_keeps_the_body(body: bytes, reason: str)
         parse(body)
     assert reason in info.value.reason
     assert info.value.body == body
+
+
+def _with_metadata(meta: object) -> bytes:
+    return orjson.dumps(
+        {
+            "Records": [
+                {
+                    "eventName": "s3:ObjectCreated:Put",
+                    "s3": {"bucket": {"name": "b"}, "object": {"key": "k", "userMetadata": meta}},
+                }
+            ]
+        }
+    )
+
+
+@pytest.mark.parametrize("meta", [["not", "pairs"], 5, "text", [1]])
+def test_odd_metadata_shapes_are_event_errors_not_crashes(meta: object) -> None:
+    # Before: a list of strings raised AttributeError out of the parser, which the
+    # dispatcher did not classify and requeued at once (a hot loop on RabbitMQ 4).
+    with pytest.raises(EventError) as info:
+        parse(_with_metadata(meta))
+    assert "metadata" in info.value.reason
+
+
+def test_the_parser_raises_only_its_own_error_whatever_breaks() -> None:
+    # A record whose bucket is a list breaks str()/dict assumptions deep inside.
+    body = b'{"Records": [{"eventName": "x", "s3": {"bucket": [], "object": {"key": "k"}}}]}'
+    with pytest.raises(EventError) as info:
+        parse(body)
+    assert info.value.reason.startswith("malformed record")

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
-from runtime import Context, InputError, ObjectEvent, Reject, RetryPolicy, Router
+from runtime import (
+    Body,
+    Context,
+    InputError,
+    ObjectEvent,
+    ObjectInfo,
+    Reject,
+    RetryPolicy,
+    Router,
+    StorageError,
+)
 from runtime.core.names import result_key
+from runtime.core.records import Invocation, dumps
 from runtime.engine.outcome import Status
-from runtime.testing import Harness
+from runtime.testing import Harness, MemoryStorage
 
 router = Router()
 calls: list[str] = []
@@ -153,3 +166,43 @@ async def test_a_return_value_that_is_not_json_is_dead_lettered_not_retried() ->
     (letter,) = h.publisher.on("test.fn.returns_a_socket.dlq")
     assert "not JSON-serializable" in letter["error"]["message"]
     assert letter["reason"] == "permanent error"
+
+
+class _Message:
+    """Just enough of an AMQP delivery for Worker.handle: a body and an ack."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.acked = 0
+
+    async def ack(self) -> None:
+        self.acked += 1
+
+
+class _OutputsDown(MemoryStorage):
+    """The output bucket refuses writes (an outage of the store the records go to)."""
+
+    async def put(self, bucket: str, key: str, body: Body, **kw: Any) -> ObjectInfo:
+        if bucket == "job-outputs":
+            raise StorageError(f"PUT {bucket}/{key}: 503 SlowDown")
+        return await super().put(bucket, key, body, **kw)
+
+
+async def test_a_dead_letter_whose_record_cannot_be_written_is_parked_not_duplicated() -> None:
+    # Before: the letter was published first, then the record write raised out of
+    # handle(); the message was requeued at once and each redelivery added a letter.
+    h = Harness()
+    h.storage = _OutputsDown()
+    h.storage.put_bytes("job-inputs", "uploads/p", b"reject")
+    inv = Invocation(function="echo", event=h.event("job-inputs", "uploads/p"))
+    for _ in range(3):  # as redeliveries would
+        message = _Message(dumps(inv))
+        outcome = await h.worker(ROUTE).handle(message)  # type: ignore[arg-type]
+        assert outcome.status is Status.RETRY
+        assert message.acked == 1
+    assert h.publisher.on("test.fn.echo.dlq") == []
+    parked = [q for q, _, _ in h.publisher.messages]
+    assert len(parked) == 3 and all(q.startswith("test.fn.echo.retry.") for q in parked)
+    nxt = orjson.loads(h.publisher.messages[0][1])
+    assert nxt["attempt"] == 2
+    assert "could not record the outcome" in nxt["history"][-1]["message"]
