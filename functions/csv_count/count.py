@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TypedDict
 
-from functions.csv_count.scanner import CsvFormatError, RecordCounter
+from functions.csv_count.error import CsvFormatError
+from functions.csv_count.scanner import RecordCounter
 from runtime import Context, InputError, ObjectEvent, Router
 
 router = Router()

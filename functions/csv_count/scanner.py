@@ -4,7 +4,8 @@
 :class:`CsvCount`: the header fields, parsed with :mod:`csv`, and the number of
 non-blank records after the header, as ``csv.reader`` would count them on RFC 4180
 input. State kept between chunks is a handful of integers, plus the header
-record's bytes while it is still arriving (capped by ``max_header_bytes``).
+record's bytes while it is still arriving (capped by ``max_header_bytes``), which
+:class:`~functions.csv_count.header.Header` gathers and parses.
 
 How it stays fast: per chunk, ``split(b'"')`` makes pieces that alternate
 outside/inside quotes (an escaped ``""`` yields an empty outside piece, which is
@@ -36,17 +37,14 @@ Input outside RFC 4180, and what happens to it:
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass, field
 
-from runtime import InputError
+from functions.csv_count.error import CsvFormatError
+from functions.csv_count.header import Header
 
-__all__ = ["CsvCount", "CsvFormatError", "RecordCounter"]
+__all__ = ["CsvCount", "RecordCounter"]
 
-_BOM = b"\xef\xbb\xbf"
-_HEADER_STEP = 64 << 10
 _WINDOW = 1 << 20
 """Bigger chunks are scanned in slices of this size: the quote split's pieces, and the
 lines or matches of a chunk with blank lines, cost up to ~8x its bytes (dense quotes,
@@ -64,25 +62,6 @@ _BLANK_AFTER = re.compile(rb"\n(?=\r?\n)")
 A little slower than ``_INNER_BLANK`` to find the first, so used only after it."""
 _SAMPLE = 16 << 10
 """Bytes after the first blank line sampled to tell a few blank lines from many."""
-
-
-class CsvFormatError(InputError):
-    """The stream is not CSV we can count: unterminated quote, bad or oversized header.
-
-    ``reason`` says what is wrong; ``offset`` is the 0-based byte offset in the raw
-    stream (BOM included) where it is: the opening quote that never closes, the
-    first undecodable header byte, or where the header passed its size cap.
-    A subclass of :class:`runtime.core.errors.InputError` (hence a ``ValueError``):
-    the content is malformed, so retrying cannot help.
-    """
-
-    def __init__(self, reason: str, offset: int) -> None:
-        super().__init__(reason, where=f"byte {offset}")
-        self.offset = offset
-
-    def __reduce__(self) -> tuple[type[CsvFormatError], tuple[str, int]]:
-        # ``args`` holds the formatted message only; rebuild from the fields.
-        return type(self), (self.reason, self.offset)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,42 +106,6 @@ def _dense(text: bytes, start: int) -> bool:
     return len(_BLANK_AFTER.findall(text, start, start + _SAMPLE)) > _SAMPLE >> 7
 
 
-def _blank_prefix(buf: bytearray) -> int:
-    """How many bytes at the start of ``buf`` are whole blank lines (LF or CRLF)."""
-    run = len(buf) - len(buf.lstrip(b"\r\n"))
-    if b"\r" not in buf[:run].replace(b"\r\n", b""):
-        return run
-    # A lone CR is data, or may be the first half of a CRLF still to come.
-    i = 0
-    while i < run:
-        if buf[i] == 0x0A:
-            i += 1
-        elif i + 1 < run and buf[i + 1] == 0x0A:
-            i += 2
-        else:
-            break
-    return i
-
-
-def _parse_header(raw: bytes, offset: int) -> tuple[str, ...]:
-    """Decode and parse the header record found at stream ``offset`` (CR of CRLF and all)."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CsvFormatError("header is not valid UTF-8", offset=offset + exc.start) from exc
-    try:
-        records = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as exc:
-        raise CsvFormatError(f"header does not parse as CSV: {exc}", offset=offset) from exc
-    if len(records) != 1 or not records[0]:
-        # csv ends records at a bare CR and reads a mid-field quote literally,
-        # so it saw other record boundaries than the quote-parity scan did.
-        raise CsvFormatError(
-            "header is not one RFC 4180 record (bare CR or stray quote?)", offset=offset
-        )
-    return tuple(records[0])
-
-
 @dataclass(slots=True, kw_only=True, eq=False)
 class RecordCounter:
     """Feed bytes chunks of a CSV stream; get the header fields and the count of data records.
@@ -178,14 +121,8 @@ class RecordCounter:
 
     _total: int = field(default=0, init=False, repr=False)
     _error: CsvFormatError | None = field(default=None, init=False, repr=False)
-    # Header phase: the pending header bytes and where they start in the stream.
-    _header_done: bool = field(default=False, init=False, repr=False)
-    _head: bytearray = field(default_factory=bytearray, init=False, repr=False)
-    _head_offset: int = field(default=0, init=False, repr=False)
-    _bom_checked: bool = field(default=False, init=False, repr=False)
-    _started: bool = field(default=False, init=False, repr=False)
-    _scanned: int = field(default=0, init=False, repr=False)
-    _head_quoted: bool = field(default=False, init=False, repr=False)
+    # Header phase, until the header record is complete; then None.
+    _header: Header | None = field(default_factory=Header, init=False, repr=False)
     _columns: tuple[str, ...] = field(default=(), init=False, repr=False)
     # Body phase.
     _in_quotes: bool = field(default=False, init=False, repr=False)
@@ -216,10 +153,12 @@ class RecordCounter:
         self._total = offset + len(chunk)
         try:
             begin = 0
-            if not self._header_done:
-                begin = self._feed_header(chunk)
-                if begin < 0:
+            if self._header is not None:
+                found = self._header.take(chunk, self.max_header_bytes)
+                if found is None:
                     return
+                self._columns, begin = found
+                self._header = None
             if begin == 0 and len(chunk) <= _WINDOW:
                 self._scan(chunk, offset)
                 return
@@ -237,92 +176,12 @@ class RecordCounter:
         """
         if self._error is not None:
             raise self._error
-        if not self._header_done:
-            return CsvCount(rows=0, columns=self._final_header(), bytes=self._total)
+        if self._header is not None:
+            return CsvCount(rows=0, columns=self._header.final(), bytes=self._total)
         if self._in_quotes:
             raise CsvFormatError("unterminated quoted field at end of data", offset=self._open_at)
         rows = self._rows + (self._record == _TEXT)
         return CsvCount(rows=rows, columns=self._columns, bytes=self._total)
-
-    def _feed_header(self, chunk: bytes) -> int:
-        """Take header bytes from ``chunk``; return where the body begins in it, or -1.
-
-        The chunk goes in by slices so that only about the header is ever copied.
-        """
-        for start in range(0, len(chunk), _HEADER_STEP):
-            piece = chunk[start : start + _HEADER_STEP]
-            end = self._header_end(piece)
-            if end >= 0:
-                head = self._head
-                # Everything after the LF arrived with this piece.
-                begin = start + len(piece) - (len(head) - end - 1)
-                self._columns = _parse_header(bytes(head[:end]), self._head_offset)
-                self._head = bytearray()
-                self._header_done = True
-                return begin
-        return -1
-
-    def _header_end(self, piece: bytes) -> int:
-        """Append ``piece`` to the header buffer; the index of the header's LF, or -1."""
-        head = self._head
-        head += piece
-        if not self._bom_checked:
-            if len(head) < len(_BOM) and _BOM.startswith(head):
-                return -1
-            self._bom_checked = True
-            if head.startswith(_BOM):
-                del head[: len(_BOM)]
-                self._head_offset += len(_BOM)
-        if not self._started:
-            skip = _blank_prefix(head)
-            if skip:
-                del head[:skip]
-                self._head_offset += skip
-            if not head or head == b"\r":
-                return -1
-            self._started = True
-        end = self._find_header_end()
-        if end < 0 and len(head) <= self.max_header_bytes:
-            return -1
-        if end < 0 or end > self.max_header_bytes:
-            raise CsvFormatError(
-                f"header too long (over {self.max_header_bytes} bytes)",
-                offset=self._head_offset + self.max_header_bytes,
-            )
-        return end
-
-    def _find_header_end(self) -> int:
-        """Index in the buffer of the LF ending the header record, or -1; resumable."""
-        head = self._head
-        pos = self._scanned
-        end = len(head)
-        while pos < end:
-            quote = head.find(b'"', pos)
-            if self._head_quoted:  # inside quotes: only a quote matters
-                if quote < 0:
-                    break
-                self._head_quoted = False
-            else:
-                lf = head.find(b"\n", pos, quote if quote >= 0 else end)
-                if lf >= 0:
-                    return lf
-                if quote < 0:
-                    break
-                self._head_quoted = True
-                if quote == 0 or head[quote - 1] != 0x22:  # not the second half of ""
-                    self._open_at = self._head_offset + quote
-            pos = quote + 1
-        self._scanned = end
-        return -1
-
-    def _final_header(self) -> tuple[str, ...]:
-        """Columns of a stream that ended inside its header record (or before it)."""
-        head = self._head
-        if not head or (self._bom_checked and not self._started):
-            return ()  # nothing, or only blank lines (a lone CR at the end is blank too)
-        if self._head_quoted:
-            raise CsvFormatError("unterminated quoted field at end of data", offset=self._open_at)
-        return _parse_header(bytes(head), self._head_offset)
 
     def _scan(self, chunk: bytes, offset: int) -> None:
         """Count the records that end in ``chunk`` (body, after the header)."""

@@ -28,18 +28,10 @@ from typing import Any, overload
 
 import orjson
 
+from functions.common.lines import MAX_LINE_BYTES, too_long
 from functions.json_canonical.locator import CanonicalError, locate_or, raise_located
 
-__all__ = [
-    "DEFAULT_MAX_LINE_BYTES",
-    "CanonicalError",
-    "canonicalize",
-    "canonicalize_lines",
-    "format_number",
-]
-
-DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
-"""Longest JSON Lines record ``canonicalize_lines`` accepts unless told otherwise."""
+__all__ = ["CanonicalError", "canonicalize", "canonicalize_lines", "format_number"]
 
 _OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 _MAX_SAFE = 2**53 - 1
@@ -280,16 +272,16 @@ def _emit_all(tree: Any, reorder: list[_Reorder]) -> bytes:
 
 @overload
 def canonicalize_lines(
-    chunks: AsyncIterable[bytes], *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    chunks: AsyncIterable[bytes], *, max_line_bytes: int = MAX_LINE_BYTES
 ) -> AsyncIterator[bytes]: ...
 @overload
 def canonicalize_lines(
-    chunks: Iterable[bytes], *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    chunks: Iterable[bytes], *, max_line_bytes: int = MAX_LINE_BYTES
 ) -> Iterator[bytes]: ...
 def canonicalize_lines(
     chunks: AsyncIterable[bytes] | Iterable[bytes],
     *,
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> AsyncIterator[bytes] | Iterator[bytes]:
     """Canonicalize JSON Lines as they stream in, one record at a time.
 
@@ -297,8 +289,9 @@ def canonicalize_lines(
     (``ctx.read(event)``) gives an async iterator, a plain one a plain iterator.
     Each record comes out as its RFC 8785 form plus ``b"\\n"``; blank lines are
     skipped. Memory holds one line and one chunk: a line longer than
-    ``max_line_bytes`` is a ``CanonicalError``, as is any bad record, its ``line``
-    counting from 1 and its byte offset counting within that line.
+    ``max_line_bytes`` (``MAX_LINE_BYTES`` of :mod:`functions.common.lines` unless
+    told) is a ``CanonicalError``, as is any bad record, its ``line`` counting
+    from 1 and its byte offset counting within that line.
     """
     if max_line_bytes < 1:
         raise ValueError(f"max_line_bytes must be positive, not {max_line_bytes}")
@@ -324,7 +317,11 @@ async def _lines_async(chunks: AsyncIterable[bytes], limit: int) -> AsyncIterato
 
 
 class _Lines:
-    """The sync core of ``canonicalize_lines``: split, bound, canonicalize."""
+    """The sync core of ``canonicalize_lines``: split, bound, canonicalize.
+
+    It splits raw bytes, each line straight from the chunk (see
+    :mod:`functions.common.lines` for why it is not the lake's splitter).
+    """
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
@@ -357,9 +354,7 @@ class _Lines:
 
     def _check(self, length: int) -> None:
         if length > self._limit:
-            raise CanonicalError(
-                f"line longer than {self._limit} bytes", line=self._number + 1, offset=self._limit
-            )
+            raise CanonicalError(too_long(self._limit), line=self._number + 1, offset=self._limit)
 
     def _emit(self, line: bytes, out: list[bytes]) -> None:
         self._check(len(line))
@@ -372,6 +367,3 @@ class _Lines:
             raise CanonicalError(
                 exc.reason, pointer=exc.pointer, offset=exc.offset, line=self._number
             ) from None
-
-
-# ---------------------------------------------------------------------------

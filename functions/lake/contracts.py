@@ -79,6 +79,19 @@ class Column:
         return types[self.kind]
 
 
+def _parser(column: Column) -> Parser:
+    # values knows cell types, not contracts: it gets the column's fields, not the column.
+    return parser(
+        column.kind,
+        name=column.name,
+        required=column.required,
+        allowed=column.allowed,
+        minimum=column.minimum,
+        precision=column.precision,
+        scale=column.scale,
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Contract:
     """What a valid row of one dataset is, and which columns identify a row."""
@@ -100,7 +113,7 @@ class Contract:
                 raise ConfigError(
                     f"dataset {self.dataset!r}: key column {name!r} must be a required column"
                 )
-        object.__setattr__(self, "_parsers", tuple(parser(c) for c in self.columns))
+        object.__setattr__(self, "_parsers", tuple(map(_parser, self.columns)))
 
     @property
     def names(self) -> tuple[str, ...]:

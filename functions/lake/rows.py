@@ -22,12 +22,13 @@ import csv
 import io
 from collections.abc import Callable
 
+from functions.common.lines import MAX_LINE_BYTES, too_long
 from runtime import InputError
 
-__all__ = ["MAX_LINE", "CsvRows", "JsonLines"]
+__all__ = ["CsvRows", "JsonLines"]
 
-MAX_LINE = 8 * 1024 * 1024
-"""Longest line (in characters) accepted: a file with no line ends is not CSV or JSON Lines."""
+# A line's text has at most 4 bytes a character: a shorter one cannot be over the limit.
+_SURELY_WITHIN = MAX_LINE_BYTES // 4
 
 
 class _Starved(Exception):
@@ -35,7 +36,11 @@ class _Starved(Exception):
 
 
 class _Text:
-    """UTF-8 chunks → text cut after its last complete line end."""
+    """UTF-8 chunks → text cut after its last complete line end.
+
+    It cuts text, not bytes, so that each chunk is decoded as it arrives (see
+    :mod:`functions.common.lines` for why it is not the canonicalizer's splitter).
+    """
 
     def __init__(self, cut: Callable[[str], int]) -> None:
         # utf-8-sig drops a leading byte order mark, which spreadsheet exports write.
@@ -57,9 +62,10 @@ class _Text:
             self._tail = ""
             return text
         cut = self._cut(text)
-        self._tail = text[cut:]
-        if len(self._tail) > MAX_LINE:
-            raise InputError(f"a line is longer than {MAX_LINE} characters", where=self.where)
+        tail = self._tail = text[cut:]
+        # The limit is in bytes: only a long tail is encoded to measure it.
+        if len(tail) > _SURELY_WITHIN and len(tail.encode()) > MAX_LINE_BYTES:
+            raise InputError(too_long(MAX_LINE_BYTES), where=self.where)
         return text[:cut]
 
     @property

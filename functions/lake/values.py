@@ -19,10 +19,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    from functions.lake.contracts import Column
+from typing import Literal
 
 __all__ = ["KINDS", "Invalid", "Kind", "Parser", "parser"]
 
@@ -55,10 +52,33 @@ def show(value: object) -> str:
     return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
 
 
-def parser(column: Column) -> Parser:
-    """The parser of ``column``: blank → None (or Invalid if required), else typed."""
-    convert = _CONVERTERS[column.kind](column)
-    name, required, allowed = column.name, column.required, column.allowed
+def parser(
+    kind: Kind,
+    *,
+    name: str,
+    required: bool,
+    allowed: frozenset[str],
+    minimum: Decimal | None,
+    precision: int,
+    scale: int,
+) -> Parser:
+    """The parser of a column named ``name``: blank → None (or Invalid if ``required``),
+    else typed as ``kind``.
+
+    The options mean what they do on a contract's column, which holds their defaults
+    and checks they fit ``kind``: ``allowed`` values of a string, a numeric ``minimum``
+    (inclusive), a decimal's ``precision`` and ``scale``.
+    """
+    # Only the options a kind uses reach its converter; the others do not apply to it.
+    match kind:
+        case "int":
+            convert = _int(minimum)
+        case "decimal":
+            convert = _decimal(precision, scale, minimum)
+        case "float":
+            convert = _float(minimum)
+        case _:
+            convert = _PLAIN[kind]
     shown_allowed = ", ".join(sorted(allowed))
 
     def parse(value: object) -> object:
@@ -74,7 +94,7 @@ def parser(column: Column) -> Parser:
             raise Invalid(f"{name}: {show(value)} is not one of {shown_allowed}")
         return typed
 
-    if column.kind != "string":
+    if kind != "string":
         return parse
 
     def parse_text(value: object) -> object:
@@ -86,18 +106,13 @@ def parser(column: Column) -> Parser:
     return parse_text
 
 
-def _string(column: Column) -> Parser:
-    def convert(value: object) -> object:
-        if type(value) is not str:
-            raise Invalid("is not text")
-        return value  # kept verbatim: leading spaces may be data in free text
-
-    return convert
+def _string(value: object) -> object:
+    if type(value) is not str:
+        raise Invalid("is not text")
+    return value  # kept verbatim: leading spaces may be data in free text
 
 
-def _int(column: Column) -> Parser:
-    minimum = column.minimum
-
+def _int(minimum: Decimal | None) -> Parser:
     def convert(value: object) -> object:
         if type(value) is str:
             text = value.strip()
@@ -117,12 +132,11 @@ def _int(column: Column) -> Parser:
     return convert
 
 
-def _decimal(column: Column) -> Parser:
-    scale, minimum = column.scale, column.minimum
+def _decimal(precision: int, scale: int, minimum: Decimal | None) -> Parser:
     quantum = Decimal(1).scaleb(-scale)
-    limit = Decimal(10) ** (column.precision - scale)
+    limit = Decimal(10) ** (precision - scale)
     # Plain non-negative text that fits precision and scale needs none of the checks below.
-    plain = re.compile(rf"\d{{1,{column.precision - scale}}}(?:\.\d{{0,{scale}}})?", re.ASCII)
+    plain = re.compile(rf"\d{{1,{precision - scale}}}(?:\.\d{{0,{scale}}})?", re.ASCII)
     plain_ok = minimum is None or minimum <= 0
 
     def convert(value: object) -> object:
@@ -140,7 +154,7 @@ def _decimal(column: Column) -> Parser:
         else:
             raise Invalid("is not a decimal number")
         if abs(number) >= limit:
-            raise Invalid(f"has more than {column.precision - scale} integer digits")
+            raise Invalid(f"has more than {precision - scale} integer digits")
         exact = number.quantize(quantum)
         if exact != number:
             # Rounding money silently would change totals; the producer must say.
@@ -152,9 +166,7 @@ def _decimal(column: Column) -> Parser:
     return convert
 
 
-def _float(column: Column) -> Parser:
-    minimum = column.minimum
-
+def _float(minimum: Decimal | None) -> Parser:
     def convert(value: object) -> object:
         if type(value) is str:
             text = value.strip()
@@ -174,58 +186,47 @@ def _float(column: Column) -> Parser:
     return convert
 
 
-def _date(column: Column) -> Parser:
-    def convert(value: object) -> object:
-        if type(value) is not str:
-            raise Invalid("is not a date (YYYY-MM-DD)")
-        text = value.strip()
-        if len(text) != 10 or text[4] != "-" or text[7] != "-" or not text.isascii():
-            raise Invalid("is not a date (YYYY-MM-DD)")
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            raise Invalid("is not a valid date (YYYY-MM-DD)") from None
-
-    return convert
+def _date(value: object) -> object:
+    if type(value) is not str:
+        raise Invalid("is not a date (YYYY-MM-DD)")
+    text = value.strip()
+    if len(text) != 10 or text[4] != "-" or text[7] != "-" or not text.isascii():
+        raise Invalid("is not a date (YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise Invalid("is not a valid date (YYYY-MM-DD)") from None
 
 
-def _timestamp(column: Column) -> Parser:
-    def convert(value: object) -> object:
-        if type(value) is not str or not value.isascii():
-            raise Invalid("is not an ISO 8601 timestamp")
-        try:
-            moment = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise Invalid("is not an ISO 8601 timestamp") from None
-        if moment.tzinfo is None:
-            # A local time without its offset names no instant; guessing UTC would shift data.
-            raise Invalid("has no UTC offset")
-        return moment.astimezone(UTC)
-
-    return convert
+def _timestamp(value: object) -> object:
+    if type(value) is not str or not value.isascii():
+        raise Invalid("is not an ISO 8601 timestamp")
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise Invalid("is not an ISO 8601 timestamp") from None
+    if moment.tzinfo is None:
+        # A local time without its offset names no instant; guessing UTC would shift data.
+        raise Invalid("has no UTC offset")
+    return moment.astimezone(UTC)
 
 
-def _bool(column: Column) -> Parser:
-    def convert(value: object) -> object:
-        if type(value) is bool:
-            return value
-        if type(value) is str:
-            text = value.strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-        raise Invalid("is not a boolean (true/false)")
-
-    return convert
+def _bool(value: object) -> object:
+    if type(value) is bool:
+        return value
+    if type(value) is str:
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise Invalid("is not a boolean (true/false)")
 
 
-_CONVERTERS: dict[Kind, Callable[[Column], Parser]] = {
+_PLAIN: dict[Kind, Parser] = {
     "string": _string,
-    "int": _int,
-    "decimal": _decimal,
-    "float": _float,
     "date": _date,
     "timestamp": _timestamp,
     "bool": _bool,
 }
+"""Converters of the kinds that take no option: the same function serves every column."""

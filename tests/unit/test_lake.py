@@ -15,6 +15,7 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
+from functions.common.lines import MAX_LINE_BYTES
 from functions.lake import staging as to_staging
 from functions.lake.contracts import ORDERS, Column, Contract
 from functions.lake.demo import generate
@@ -193,6 +194,20 @@ def test_json_lines_numbered_across_chunks() -> None:
     reader = JsonLines()
     got = reader.feed(b'{"a":1}\n\n{"b"') + reader.feed(b":2}\r\n  \n{}") + reader.finish()
     assert got == [(1, '{"a":1}'), (3, '{"b":2}\r'), (5, "{}")]
+
+
+@pytest.mark.parametrize("reader", [CsvRows, JsonLines])
+def test_line_limit_counts_bytes_not_characters(reader: Callable[[], CsvRows | JsonLines]) -> None:
+    # 1 Mi characters, 3 bytes each but the commas; fields stay under csv's size limit.
+    chunk = ("€" * 65535 + ",").encode() * 16
+    within, over = reader(), reader()
+    for _ in range(5):  # 5 Mi characters, just under 15 MiB
+        within.feed(chunk)
+        over.feed(chunk)
+    assert [line for line, _ in within.feed(b"\n")] == [1]
+    with pytest.raises(InputError) as info:
+        over.feed(chunk)  # 6 Mi characters (fewer than 8 Mi), 18 MiB
+    assert info.value.reason == f"line longer than {MAX_LINE_BYTES} bytes"
 
 
 # -- raw → staging -----------------------------------------------------------------------

@@ -11,7 +11,8 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from functions.csv_count.scanner import CsvCount, CsvFormatError, RecordCounter
+from functions.csv_count.error import CsvFormatError
+from functions.csv_count.scanner import CsvCount, RecordCounter
 from runtime.core.errors import PERMANENT, InputError
 
 BOM = b"\xef\xbb\xbf"
