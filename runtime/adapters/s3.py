@@ -76,6 +76,27 @@ class S3Storage:
         """The raw client, for provisioning calls outside the Storage seam."""
         return self._s3
 
+    async def ensure_bucket(self, bucket: str, *, versioned: bool) -> bool:
+        """Create ``bucket`` if missing (and turn on versioning); returns whether it was created."""
+        created = False
+        try:
+            try:
+                await self._s3.head_bucket(Bucket=bucket)
+            except ClientError:
+                try:
+                    await self._s3.create_bucket(Bucket=bucket)
+                    created = True
+                except ClientError as exc:
+                    if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+            if versioned:
+                await self._s3.put_bucket_versioning(
+                    Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"creating bucket {bucket}") from exc
+        return created
+
     async def stream(
         self,
         bucket: str,

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from runtime.adapters.amqp import Broker
 from runtime.adapters.s3 import S3Storage
 
@@ -61,26 +59,6 @@ def notification_rules(app: App, arn: str, owner: str) -> dict[str, list[dict[st
     return rules
 
 
-async def ensure_bucket(s3: S3Client, bucket: str, *, versioned: bool) -> bool:
-    """Create ``bucket`` if missing; returns whether it was created."""
-    created = False
-    try:
-        await s3.head_bucket(Bucket=bucket)
-    except ClientError:
-        try:
-            await s3.create_bucket(Bucket=bucket)
-            created = True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in (
-                "BucketAlreadyOwnedByYou",
-                "BucketAlreadyExists",
-            ):
-                raise
-    if versioned:
-        await s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    return created
-
-
 async def merge_notifications(
     s3: S3Client, bucket: str, ours: list[dict[str, Any]], owner: str
 ) -> bool:
@@ -124,7 +102,7 @@ async def init(app: App, settings: Settings) -> dict[str, Any]:
         s3 = storage.client
         buckets = dict.fromkeys([*app.buckets, settings.output_bucket, *settings.extra_buckets])
         for bucket in buckets:
-            if await ensure_bucket(s3, bucket, versioned=bucket in app.versioned):
+            if await storage.ensure_bucket(bucket, versioned=bucket in app.versioned):
                 report["created_buckets"].append(bucket)
         owner = rule_prefix(settings)
         rules = notification_rules(app, settings.minio_target_arn, owner)
