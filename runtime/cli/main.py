@@ -20,6 +20,9 @@ from runtime.core import logs
 from runtime.core.errors import BucketfnError
 from runtime.core.settings import load
 from runtime.engine import process
+from runtime.engine.health import Health
+from runtime.http import Metrics, QueueStats, running
+from runtime.http import load as load_http
 from runtime.ops import provision
 
 cli = typer.Typer(
@@ -58,8 +61,12 @@ def run(
         bool, typer.Option("--dispatcher-only", help="Run the dispatcher and no workers.")
     ] = False,
 ) -> None:
-    """Run the dispatcher and the functions' workers until SIGTERM or Ctrl-C."""
+    """Run the dispatcher and the functions' workers until SIGTERM or Ctrl-C.
+
+    Metrics and health are served on BUCKETFN_METRICS_ADDRESS meanwhile.
+    """
     settings = settings_of(ctx)
+    http = load_http()
     application = load_app(app)
     functions = set() if dispatcher_only else set(function or []) or None
 
@@ -68,9 +75,19 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await process.serve(
-            application, settings, stop, functions=functions, dispatcher=not no_dispatcher
-        )
+        health = Health()
+        metrics = Metrics(r.name for r in application.routes)
+        queues = QueueStats(settings, application, registry=metrics.registry)
+        async with running(http, metrics, health, queues=queues):
+            await process.serve(
+                application,
+                settings,
+                stop,
+                functions=functions,
+                dispatcher=not no_dispatcher,
+                observers=(metrics,),
+                health=health,
+            )
 
     if settings.event_loop == "uvloop":
         # uvloop does the AMQP and HTTP socket work in C (measured in README).

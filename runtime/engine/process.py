@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import structlog
@@ -19,6 +20,7 @@ from runtime.core.errors import BrokerError
 from runtime.core.retry import delays
 from runtime.engine.consumer import Consumer
 from runtime.engine.dispatcher import Dispatcher
+from runtime.engine.health import Health, probe_storage
 from runtime.engine.journal import Journal
 from runtime.engine.observer import Observer, Observers
 from runtime.engine.worker import Worker
@@ -39,29 +41,52 @@ async def serve(
     dispatcher: bool = True,
     ready: asyncio.Event | None = None,
     observers: tuple[Observer, ...] = (),
+    health: Health | None = None,
 ) -> None:
     """Run the dispatcher and the workers until ``stop`` is set, then drain.
 
     If the broker goes away, everything is rebuilt on a new connection once it
     is back; unacked messages are redelivered by then (results are idempotent).
     ``observers`` watch beside the log (:class:`~runtime.engine.journal.Journal`).
+    ``health``, when given, is kept up to date for readiness probes, and S3 is
+    probed for it while the process runs.
     """
     observer = Observers((Journal(), *observers))
-    async with S3Storage.connect(settings) as storage:
+    state = health or Health()
+    async with S3Storage.connect(settings) as storage, _probing(storage, settings, health):
         backoff = delays()
         while not stop.is_set():
             try:
                 async with Broker.connect(settings) as broker:
                     backoff = delays()
-                    session = _Session(app, settings, storage, broker, observer)
+                    session = _Session(app, settings, storage, broker, observer, state)
                     if await session.run(stop, functions, dispatcher=dispatcher, ready=ready):
                         return
             except BrokerError as exc:
                 log.warning("cannot reach RabbitMQ", error=str(exc))
+            finally:
+                state.idle(connected=False)
             delay = next(backoff)
             log.warning("connection to RabbitMQ lost; reconnecting", retry_in_s=delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
+
+
+@contextlib.asynccontextmanager
+async def _probing(
+    storage: S3Storage, settings: Settings, health: Health | None
+) -> AsyncIterator[None]:
+    """Probe S3 for ``health`` while the block runs (not at all without one to tell)."""
+    if health is None:
+        yield
+        return
+    probe = asyncio.create_task(probe_storage(storage, settings.output_bucket, health))
+    try:
+        yield
+    finally:
+        probe.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probe
 
 
 class _Session:
@@ -74,12 +99,14 @@ class _Session:
         storage: S3Storage,
         broker: Broker,
         observer: Observer,
+        health: Health,
     ) -> None:
         self.app = app
         self.settings = settings
         self.storage = storage
         self.broker = broker
         self.observer = observer
+        self.health = health
 
     async def _consumers(self, functions: set[str] | None, *, dispatcher: bool) -> list[Consumer]:
         settings, broker = self.settings, self.broker
@@ -113,10 +140,12 @@ class _Session:
         ready: asyncio.Event | None,
     ) -> bool:
         """Consume until stop (True) or until the broker is lost (False)."""
+        self.health.idle(connected=True)
         await self.broker.declare(self.settings, self.app)
         consumers = await self._consumers(functions, dispatcher=dispatcher)
         for consumer in consumers:
             await consumer.start()
+        self.health.consuming(tuple(c.queue.name for c in consumers))
         log.info(
             "runtime started",
             queues=[c.queue.name for c in consumers],
@@ -129,6 +158,7 @@ class _Session:
         await asyncio.wait({stopping, lost}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         lost.cancel()
+        self.health.idle(connected=not self.broker.lost.is_set())
         if not stop.is_set():
             for consumer in consumers:
                 consumer.abandon()

@@ -212,6 +212,8 @@ class Process:
             "BUCKETFN_QUEUE_PREFIX": settings.queue_prefix,
             "BUCKETFN_DELIVERY_LIMIT": str(settings.delivery_limit),
             "E2E_SLOW_SECONDS": "3",
+            # Any free port: a `make up` runtime may hold the default one.
+            "BUCKETFN_METRICS_ADDRESS": "127.0.0.1:0",
         }
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
