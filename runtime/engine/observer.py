@@ -57,10 +57,6 @@ class Observers(Observer):
     def __init__(self, observers: Iterable[Observer] = ()) -> None:
         self._all: tuple[Observer, ...] = tuple(observers)
 
-    def with_(self, observer: Observer) -> Observers:
-        """These observers and one more."""
-        return Observers((*self._all, observer))
-
     def dispatched(self, event: ObjectEvent, functions: Sequence[str]) -> None:
         """Tell every observer."""
         for o in self._all:
