@@ -22,7 +22,6 @@ from runtime.core.settings import load
 from runtime.engine import process
 from runtime.engine.health import Health
 from runtime.http import Metrics, QueueStats, running
-from runtime.http import load as load_http
 from runtime.ops import provision
 
 cli = typer.Typer(
@@ -66,7 +65,6 @@ def run(
     Metrics and health are served on BUCKETFN_METRICS_ADDRESS meanwhile.
     """
     settings = settings_of(ctx)
-    http = load_http()
     application = load_app(app)
     functions = set() if dispatcher_only else set(function or []) or None
 
@@ -78,7 +76,7 @@ def run(
         health = Health()
         metrics = Metrics(r.name for r in application.routes)
         queues = QueueStats(settings, application, registry=metrics.registry)
-        async with running(http, metrics, health, queues=queues):
+        async with running(settings, metrics, health, queues=queues):
             await process.serve(
                 application,
                 settings,

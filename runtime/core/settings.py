@@ -7,9 +7,10 @@ default credentials); production overrides them all.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime.core.errors import ConfigError
 from runtime.core.names import Queues
 from runtime.core.streams import MIB
 
@@ -52,6 +53,20 @@ class Settings(BaseSettings):
     event_loop: str = Field(default="uvloop", pattern="^(uvloop|asyncio)$")
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
+    # Where `bucketfn run` serves /metrics, /healthz and /readyz. Loopback by
+    # default: metrics say what runs where; expose them on purpose. Port 0: any.
+    metrics_address: str = "127.0.0.1:9464"
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        split_address(value)
+        return value
+
+    @property
+    def metrics_bind(self) -> tuple[str, int]:
+        """``metrics_address`` as (host, port)."""
+        return split_address(self.metrics_address)
 
     @property
     def queues(self) -> Queues:
@@ -59,6 +74,23 @@ class Settings(BaseSettings):
         return Queues(self.queue_prefix)
 
 
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` → (host, port); brackets around an IPv6 host are removed."""
+    host, sep, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected host:port, got {address!r}")
+    return host, int(port)
+
+
 def load() -> Settings:
-    """Read settings from the environment now (never at import time)."""
-    return Settings()
+    """Read settings from the environment now (never at import time).
+
+    A bad value is a :class:`ConfigError` naming the variable, not a traceback.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "BUCKETFN_" + "_".join(map(str, first["loc"])).upper()
+        raise ConfigError(f"{name}: {first['msg']}") from exc

@@ -10,6 +10,5 @@ from runtime.http.metrics import Metrics
 from runtime.http.queues import QueueStats
 from runtime.http.routes import api
 from runtime.http.server import running
-from runtime.http.settings import HttpSettings, load
 
-__all__ = ["HttpSettings", "Metrics", "QueueStats", "api", "load", "running"]
+__all__ = ["Metrics", "QueueStats", "api", "running"]

@@ -24,10 +24,10 @@ from runtime.http.routes import api
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
+    from runtime.core.settings import Settings
     from runtime.engine.health import Health
     from runtime.http.metrics import Metrics
     from runtime.http.queues import QueueStats
-    from runtime.http.settings import HttpSettings
 
 log = structlog.get_logger("bucketfn.http")
 
@@ -58,7 +58,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: HttpSettings,
+    settings: Settings,
     metrics: Metrics,
     health: Health,
     *,
@@ -68,7 +68,8 @@ async def running(
 
     Yields the port listened on (the chosen one when the setting's port is 0).
     """
-    sock = listen(settings.host, settings.port)
+    host, wanted = settings.metrics_bind
+    sock = listen(host, wanted)
     port: int = sock.getsockname()[1]
     server = _Server(
         uvicorn.Config(
@@ -85,7 +86,7 @@ async def running(
         jobs.append(queues.watch())
     tasks = [asyncio.create_task(job) for job in jobs]
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    log.info("metrics and health endpoints listening", host=settings.host, port=port)
+    log.info("metrics and health endpoints listening", host=host, port=port)
     try:
         yield port
     finally:

@@ -27,7 +27,7 @@ from runtime.core.names import result_key
 from runtime.core.settings import Settings
 from runtime.engine.health import Health
 from runtime.engine.process import serve
-from runtime.http import HttpSettings, Metrics, QueueStats, running
+from runtime.http import Metrics, QueueStats, running
 from tests.servers import (
     delete_queues,
     make_settings,
@@ -119,18 +119,18 @@ async def runtime() -> AsyncIterator[Runtime]:
         update={
             "amqp_url": SecretStr(f"amqp://guest:guest@127.0.0.1:{relay.port}/"),
             "shutdown_grace": 5,
+            "metrics_address": "127.0.0.1:0",
         }
     )
     health = Health(storage_max_age=10)
     metrics = Metrics([r.name for r in APP.routes])
     queues = QueueStats(settings, APP, registry=metrics.registry, every=0.2)
     stop, ready = asyncio.Event(), asyncio.Event()
-    http_settings = HttpSettings(metrics_address="127.0.0.1:0")
     serving: asyncio.Task[None] | None = None
     written: list[tuple[str, str]] = []
     try:
         async with (
-            running(http_settings, metrics, health, queues=queues) as port,
+            running(settings, metrics, health, queues=queues) as port,
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http,
         ):
             rt = Runtime(settings, health, metrics, http, relay, client, written)

@@ -17,12 +17,13 @@ import pytest
 from runtime import App, Context, InputError, ObjectEvent, Reject, RetryPolicy, Router
 from runtime.core.errors import ConfigError
 from runtime.core.names import Queues
+from runtime.core.settings import load
+from runtime.core.settings import split_address as split
 from runtime.engine.dispatcher import Dispatcher
 from runtime.engine.health import Health
 from runtime.engine.outcome import Status
 from runtime.http import Metrics, api
 from runtime.http.server import listen
-from runtime.http.settings import load, split
 from runtime.testing import Harness, MemoryPublisher
 from tests.unit.test_events import minio
 
@@ -205,7 +206,7 @@ def test_a_bad_metrics_address_is_a_config_error(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ConfigError, match="BUCKETFN_METRICS_ADDRESS"):
         load()
     monkeypatch.setenv("BUCKETFN_METRICS_ADDRESS", "0.0.0.0:9999")
-    assert (load().host, load().port) == ("0.0.0.0", 9999)
+    assert load().metrics_bind == ("0.0.0.0", 9999)
 
 
 def test_readiness_names_what_is_missing() -> None:
