@@ -125,11 +125,13 @@ class S3Storage:
         finally:
             body.close()
 
-    async def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        """Objects under ``prefix`` in key order, page by page."""
+    async def list(
+        self, bucket: str, prefix: str = "", *, start_after: str = ""
+    ) -> AsyncIterator[ObjectInfo]:
+        """Objects under ``prefix`` after ``start_after``, in key order, page by page."""
         pages = self._s3.get_paginator("list_objects_v2")
         try:
-            async for page in pages.paginate(Bucket=bucket, Prefix=prefix):
+            async for page in pages.paginate(Bucket=bucket, Prefix=prefix, StartAfter=start_after):
                 for o in page.get("Contents", []):
                     yield ObjectInfo(
                         bucket=bucket,
@@ -137,6 +139,7 @@ class S3Storage:
                         etag=o.get("ETag", "").strip('"') or None,
                         version_id=None,
                         size=o.get("Size"),
+                        last_modified=o.get("LastModified"),
                     )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, f"LIST {bucket}/{prefix}") from exc
@@ -156,6 +159,7 @@ class S3Storage:
             etag=resp.get("ETag", "").strip('"') or None,
             version_id=resp.get("VersionId"),
             size=resp.get("ContentLength"),
+            last_modified=resp.get("LastModified"),
             metadata=resp.get("Metadata", {}),
         )
 

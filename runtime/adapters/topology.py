@@ -50,6 +50,10 @@ def queue_arguments(settings: Settings, app: App) -> dict[str, dict[str, Any]]:
             **_dead_letter_to(q.ingress_dlq),
         },
         q.ingress_dlq: dict(_KEEP),
+        # One token circulates here; the single active consumer holding it is the
+        # one sweeper of the deployment. A holder that dies returns the token, which
+        # must never reach a delivery limit, hence _KEEP's.
+        q.sweep: {**_KEEP, "x-single-active-consumer": True},
     }
     for route in app.routes:
         queues.update(function_queues(q, route, limit))

@@ -19,8 +19,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from runtime.core.errors import EventError
+from runtime.core.seams import ObjectInfo
 
-Source = Literal["minio", "aws", "ceph", "other"]
+Source = Literal["minio", "aws", "ceph", "listing", "other"]
+"""Who told us: a store's notification, or a listing (the sweep, backfill)."""
 
 PUT = "s3:ObjectCreated:Put"
 POST = "s3:ObjectCreated:Post"
@@ -112,7 +114,7 @@ def _record(rec: Mapping[str, Any]) -> ObjectEvent:
     version = obj.get("versionId") or None
     sequencer = obj.get("sequencer") or None
     return ObjectEvent(
-        event_id=_event_id(bucket, key, name, version, etag, sequencer),
+        event_id=event_id(bucket, key, name, version, etag, sequencer),
         event_name=name,
         bucket=bucket,
         key=key,
@@ -162,10 +164,30 @@ def _metadata(obj: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def _event_id(
+def event_id(
     bucket: str, key: str, name: str, version: str | None, etag: str | None, seq: str | None
 ) -> str:
-    # Stable across redeliveries of the same event, distinct for a new write of the
-    # same key (new etag/version/sequencer), so logs and DLQ entries can be joined.
+    """Stable across redeliveries of the same event, distinct for a new write of the
+    same key (new etag/version/sequencer), so logs and DLQ entries can be joined."""
     parts = "\x00".join((bucket, key, name, version or "", etag or "", seq or ""))
     return hashlib.blake2b(parts.encode(), digest_size=12).hexdigest()
+
+
+def listed(info: ObjectInfo) -> ObjectEvent:
+    """The event a store would have sent for ``info``, found by listing and a HEAD.
+
+    The sweep and backfill build invocations from it; no sequencer is known, so
+    the worker asks the store what is current before it runs the handler.
+    """
+    return ObjectEvent(
+        event_id=event_id(info.bucket, info.key, PUT, info.version_id, info.etag, None),
+        event_name=PUT,
+        bucket=info.bucket,
+        key=info.key,
+        size=info.size,
+        etag=info.etag,
+        version_id=info.version_id,
+        event_time=info.last_modified,
+        metadata={k.lower(): v for k, v in (info.metadata or {}).items()},
+        source="listing",
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from runtime.core.streams import MIB
@@ -24,6 +25,7 @@ class ObjectInfo:
     version_id: str | None
     size: int | None = None
     metadata: Mapping[str, str] | None = None
+    last_modified: datetime | None = None
 
 
 Body = bytes | AsyncIterable[bytes]
@@ -61,8 +63,10 @@ class Storage(Protocol):
         """Write an object atomically (single PUT, or multipart completion)."""
         ...
 
-    def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        """Objects under ``prefix`` in key order (key, etag, size; no metadata)."""
+    def list(
+        self, bucket: str, prefix: str = "", *, start_after: str = ""
+    ) -> AsyncIterator[ObjectInfo]:
+        """Objects under ``prefix`` after ``start_after``, in key order (no metadata)."""
         ...
 
 

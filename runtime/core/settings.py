@@ -56,8 +56,23 @@ class Settings(BaseSettings):
     # Where `bucketfn run` serves /metrics, /healthz and /readyz. Loopback by
     # default: metrics say what runs where; expose them on purpose. Port 0: any.
     metrics_address: str = "127.0.0.1:9464"
+    # The jobs API and console (`bucketfn api`). Without a token it serves
+    # loopback only; `make up` writes one to .state/api/token.
+    api_address: str = "127.0.0.1:8080"
+    api_token: SecretStr | None = None
+    # Uploads through the API land here, and only here.
+    upload_bucket: str = "job-inputs"
+    upload_prefix: str = "uploads/"
 
-    @field_validator("metrics_address")
+    # The reconciliation sweep: every `sweep_interval` seconds one runtime lists
+    # what the routes cover and enqueues objects that have no result for their
+    # current content; objects younger than `sweep_grace` are left to their own
+    # events. 0 turns the sweep off. `sweep_batch` bounds one pass per route.
+    sweep_interval: float = Field(default=60.0, ge=0)
+    sweep_grace: float = Field(default=30.0, ge=0)
+    sweep_batch: int = Field(default=10_000, ge=1)
+
+    @field_validator("metrics_address", "api_address")
     @classmethod
     def _address(cls, value: str) -> str:
         split_address(value)
@@ -67,6 +82,11 @@ class Settings(BaseSettings):
     def metrics_bind(self) -> tuple[str, int]:
         """``metrics_address`` as (host, port)."""
         return split_address(self.metrics_address)
+
+    @property
+    def api_bind(self) -> tuple[str, int]:
+        """``api_address`` as (host, port)."""
+        return split_address(self.api_address)
 
     @property
     def queues(self) -> Queues:

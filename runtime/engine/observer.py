@@ -50,6 +50,9 @@ class Observer:
         ``seconds`` is the whole delivery, checks and record included.
         """
 
+    def healed(self, function: str, event: ObjectEvent, age: float | None) -> None:
+        """The sweep enqueued an object no event had run, ``age`` seconds after its write."""
+
 
 class Observers(Observer):
     """Several observers as one; a failing observer never reaches the engine."""
@@ -81,6 +84,11 @@ class Observers(Observer):
         """Tell every observer."""
         for o in self._all:
             _safely(o.finished, invocation, outcome, seconds)
+
+    def healed(self, function: str, event: ObjectEvent, age: float | None) -> None:
+        """Tell every observer."""
+        for o in self._all:
+            _safely(o.healed, function, event, age)
 
 
 def _safely(hook: Callable[..., object], *args: object) -> None:

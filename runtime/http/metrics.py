@@ -108,6 +108,19 @@ class Metrics(Observer):
             ["function"],
             registry=r,
         )
+        self.healed_total = Counter(
+            "bucketfn_healed",
+            "Objects the sweep enqueued because no event had run them (notifications missed).",
+            ["function"],
+            registry=r,
+        )
+        self.heal_age = Histogram(
+            "bucketfn_heal_age_seconds",
+            "How old a healed object was when the sweep found it.",
+            ["function"],
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
         self.inflight = Gauge(
             "bucketfn_inflight_invocations",
             "Handlers running now.",
@@ -141,7 +154,13 @@ class Metrics(Observer):
     def _initialise(self, function: str) -> None:
         for status in Status:
             self.invocations.labels(function, status.value)
-        for family in (self.routed, self.retries, self.dead_letters, self.replays):
+        for family in (
+            self.routed,
+            self.retries,
+            self.dead_letters,
+            self.replays,
+            self.healed_total,
+        ):
             family.labels(function)
         self.inflight.labels(function)
         self.duration.labels(function)
@@ -193,6 +212,12 @@ class Metrics(Observer):
             self.dead_letters.labels(function).inc()
         if invocation.replays > 0 and invocation.attempt == 1:
             self.replays.labels(function).inc()
+
+    def healed(self, function: str, event: ObjectEvent, age: float | None) -> None:
+        """Count an object the sweep healed, and how old it was."""
+        self.healed_total.labels(function).inc()
+        if age is not None:
+            self.heal_age.labels(function).observe(max(age, 0.0))
 
     def _landed(self, key: int, token: object | None = None) -> bool:
         """Take an invocation out of flight (only that start, if ``token``); False if not in it."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -22,6 +23,7 @@ class _Object:
     version_id: str | None
     content_type: str
     metadata: dict[str, str]
+    modified: datetime
 
 
 class MemoryStorage:
@@ -31,6 +33,8 @@ class MemoryStorage:
         self.objects: dict[tuple[str, str], _Object] = {}
         self.versioned = versioned
         self._versions = itertools.count(1)
+        # Each write's Last-Modified; tests that reason about ages replace it.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def put_bytes(
         self, bucket: str, key: str, data: bytes, metadata: Mapping[str, str] | None = None
@@ -43,6 +47,7 @@ class MemoryStorage:
             version_id=version,
             content_type="application/octet-stream",
             metadata=dict(metadata or {}),
+            modified=self.clock(),
         )
         self.objects[(bucket, key)] = obj
         return ObjectInfo(bucket=bucket, key=key, etag=obj.etag, version_id=version, size=len(data))
@@ -67,16 +72,28 @@ class MemoryStorage:
         for i in range(0, len(obj.data), chunk_size):
             yield obj.data[i : i + chunk_size]
 
-    async def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        """Objects under ``prefix`` in S3's key order (UTF-8 bytes)."""
+    async def list(
+        self, bucket: str, prefix: str = "", *, start_after: str = ""
+    ) -> AsyncIterator[ObjectInfo]:
+        """Objects under ``prefix`` after ``start_after``, in S3's key order (UTF-8 bytes)."""
+        after = start_after.encode()
         found = sorted(
-            (key for (b, key) in self.objects if b == bucket and key.startswith(prefix)),
+            (
+                key
+                for (b, key) in self.objects
+                if b == bucket and key.startswith(prefix) and key.encode() > after
+            ),
             key=str.encode,
         )
         for key in found:
             obj = self.objects[(bucket, key)]
             yield ObjectInfo(
-                bucket=bucket, key=key, etag=obj.etag, version_id=None, size=len(obj.data)
+                bucket=bucket,
+                key=key,
+                etag=obj.etag,
+                version_id=None,
+                size=len(obj.data),
+                last_modified=obj.modified,
             )
 
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
@@ -91,6 +108,7 @@ class MemoryStorage:
             version_id=obj.version_id,
             size=len(obj.data),
             metadata=obj.metadata,
+            last_modified=obj.modified,
         )
 
     async def put(

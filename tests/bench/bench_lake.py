@@ -89,7 +89,9 @@ class DiskStorage:
         self.written[f"{bucket}/{key}"] = size
         return ObjectInfo(bucket=bucket, key=key, etag="x", version_id=None, size=size)
 
-    async def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, bucket: str, prefix: str = "", *, start_after: str = ""
+    ) -> AsyncIterator[ObjectInfo]:
         # Writes are discarded, so there is never anything to list.
         nothing: tuple[ObjectInfo, ...] = ()
         for info in nothing:
