@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # RabbitMQ from Debian's rabbitmq-server, run natively on loopback with its
 # data, logs, cookie and config under the project's state directory.
-#   rabbitmq.sh install | start | stop | status
+#   rabbitmq.sh install | start | stop | status | ctl ARGS...
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=env.sh
 source "$(dirname "$0")/env.sh"
@@ -73,5 +73,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) print_status running ;;
-  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+  # rabbitmqctl against this node (fault injection, inspection): ctl list_queues …
+  ctl) setup_env; shift; exec "$SBIN/rabbitmqctl" "$@" ;;
+  *) echo "usage: $0 install|start|stop|status|ctl ARGS..." >&2; exit 2 ;;
 esac

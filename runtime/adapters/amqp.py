@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -167,13 +168,18 @@ class Broker:
         message_id: str | None = None,
         expiration_ms: int | None = None,
     ) -> None:
-        """Publish to ``queue`` and wait for the broker's confirm."""
+        """Publish to ``queue`` and wait for the broker's confirm.
+
+        Every message gets a message id (a fresh one unless given): aiormq
+        matches a message returned as unroutable to its publish by that id, so
+        two publishes in flight on one channel must never share it.
+        """
         message = aio_pika.Message(
             body,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             headers=dict(headers or {}),
-            message_id=message_id,
+            message_id=message_id or uuid.uuid4().hex,
             expiration=timedelta(milliseconds=expiration_ms) if expiration_ms else None,
         )
         async with mapped(f"publish to {queue!r}"):

@@ -54,7 +54,9 @@ class Dispatcher:
                 self.publisher.publish(
                     self.queues.function(inv.function),
                     dumps(inv),
-                    message_id=inv.event.event_id,
+                    # No message id: the broker adapter gives each publish its own.
+                    # aiormq matches a returned message to its publish by message id,
+                    # and one event fanned out to two functions would share one.
                     headers={Header.EVENT_ID: inv.event.event_id},
                 )
                 for inv in invocations

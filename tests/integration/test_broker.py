@@ -174,3 +174,37 @@ async def test_an_event_that_cannot_be_routed_is_dead_lettered_once_not_requeued
         assert "rejected" in entry.reason and "could not route it" in entry.reason
         assert entry.letter.body == body  # what a replay sends back to the ingress
         assert await ingress.get(no_ack=False, fail=False) is None  # not back on the ingress
+
+
+async def test_fan_out_publishes_never_share_a_message_id(
+    settings: Settings, broker: Broker
+) -> None:
+    # aiormq matches a returned (unroutable) message to its publish by message id;
+    # an event fanned out to two functions used to carry the event id on both.
+    from runtime import App, Context, ObjectEvent, Router
+
+    two = Router()
+
+    @two.function(bucket="job-inputs", prefix="uploads/fan/")
+    async def fan_a(event: ObjectEvent, ctx: Context) -> None:
+        return None
+
+    @two.function(bucket="job-inputs", prefix="uploads/fan/")
+    async def fan_b(event: ObjectEvent, ctx: Context) -> None:
+        return None
+
+    app = App([two])
+    await broker.declare(settings, app)
+    try:
+        await Dispatcher(app, broker, settings.queues).route(minio("uploads/fan/x.csv"))
+        a = await get_one(settings, settings.queues.function("fan_a"))
+        b = await get_one(settings, settings.queues.function("fan_b"))
+        assert a.message_id and b.message_id and a.message_id != b.message_id
+        event_ids = {m.headers["x-bucketfn-event-id"] for m in (a, b)}
+        assert len(event_ids) == 1  # the event id travels in a header instead
+    finally:
+        from tests.servers import delete_queues
+
+        # Only this test's function queues: the ingress and the rest are the session's.
+        mine = [q for q in queue_arguments(settings, app) if ".fn.fan_" in q]
+        await delete_queues(settings, mine)
