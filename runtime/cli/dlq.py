@@ -89,6 +89,10 @@ def _render(entries: list[Entry]) -> None:
         ],
     )
     output.out.print()
+    _entries(entries)
+
+
+def _entries(entries: list[Entry]) -> None:
     output.table(
         ["ID", "FUNCTION", "DEAD-LETTERED", "ATTEMPTS", "OBJECT", "REASON"],
         [
@@ -175,6 +179,8 @@ def replay(
     else:
         verb = "would replay" if dry_run else "replayed"
         output.out.print(f"{verb} {_plural(len(report.replayed))}")
+        if report.entries:
+            _entries(report.entries)
         for ident, why in report.skipped.items():
             output.out.print(f"skipped {ident}: {why}", markup=False)
     if report.skipped:

@@ -185,7 +185,8 @@ class Filter:
             text = f"{entry.error_type or ''} {entry.error or ''} {entry.reason}".lower()
             if self.error.lower() not in text:
                 return False
-        return not (self.since and (entry.at is None or entry.at < now() - self.since))
+        # An entry whose time is unknown may be recent: --since keeps it rather than hide it.
+        return not (self.since and entry.at is not None and entry.at < now() - self.since)
 
 
 @dataclass(slots=True)
@@ -194,6 +195,7 @@ class ReplayReport:
 
     replayed: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    entries: list[Entry] = field(default_factory=list)  # those replayed, for a person to read
 
 
 class DeadLetters:
@@ -253,6 +255,7 @@ class DeadLetters:
                     await self.broker.publish(target, body, message_id=entry.id)
                     await message.ack()
                 report.replayed.append(entry.id)
+                report.entries.append(entry)
                 if progress:
                     progress(done, len(chosen))
         return report

@@ -64,3 +64,31 @@ def test_amqp_errors_are_mapped_in_one_place() -> None:
     assert "bucketfn init" in str(gone)
     same = BrokerError("already ours")
     assert translate(same, "x") is same
+
+
+def test_since_keeps_entries_whose_time_is_unknown() -> None:
+    # Before: a delivery-limit entry without a broker timestamp vanished from `ls --since`.
+    from datetime import timedelta
+
+    from runtime.core.records import now
+    from runtime.ops.deadletters import Entry, select
+
+    unknown = Entry(
+        queue="q", letter=DeliveryLimit(id="u", death="delivery_limit", invocation=INV), record={}
+    )
+    error = ErrorInfo.of(ValueError("old"))
+    old = Entry(
+        queue="q",
+        letter=DeadLetter(
+            id="o",
+            function="f",
+            function_version="v",
+            reason="r",
+            invocation=INV,
+            error=error,
+            dead_lettered_at=now() - timedelta(hours=1),
+        ),
+        record={},
+    )
+    recent = select(since=timedelta(minutes=5))
+    assert recent(unknown) and not recent(old)
