@@ -70,8 +70,9 @@ def staging_keys(source_key: str) -> tuple[str, str, str]:
     bucket="raw",
     suffix=tuple(FORMS),
     writes_to=(STAGING,),
-    # A 2 GB file takes minutes, not the default's five at most.
-    retry=RetryPolicy(timeout=3600.0),
+    # A 2 GB file takes minutes, not the default's five at most; and under the
+    # broker's consumer timeout (30 min by default), which `bucketfn init` checks.
+    retry=RetryPolicy(timeout=1500.0),
 )
 async def to_staging(event: ObjectEvent, ctx: Context) -> StagingResult:
     """Validate, deduplicate and promote one raw file of a known dataset."""

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # Deliveries of one message (its consumer crashed or was killed each time)
     # before the broker dead-letters it. Fixed when a queue is first declared.
     delivery_limit: int = Field(default=10, ge=1)
+    # The broker's consumer timeout (RabbitMQ's `consumer_timeout`, 30 min by
+    # default): a delivery unacked for longer closes the channel and is redelivered,
+    # so no function's timeout may reach it. Set it to what the broker uses.
+    consumer_timeout: float = Field(default=1800.0, gt=0)
     prefetch: int = Field(default=16, ge=1, description="in-flight invocations per function")
     router_prefetch: int = Field(default=256, ge=1)
     read_chunk_size: int = Field(default=MIB, ge=64 * 1024)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.adapters.amqp import Broker
 from runtime.adapters.s3 import S3Storage
+from runtime.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -92,9 +93,35 @@ def _normal(rules: list[dict[str, Any]]) -> list[tuple[str, str, tuple[str, ...]
     return sorted(out)
 
 
+def check_timeouts(app: App, settings: Settings) -> None:
+    """Refuse a function whose timeout reaches the broker's consumer timeout.
+
+    RabbitMQ closes the channel of a delivery unacked for ``consumer_timeout``
+    and redelivers it: a handler allowed to run that long would be run again
+    and again, each time cut off, never reaching its own timeout or a retry.
+    The sweep holds its token for ``sweep_interval`` plus a pass, so that must
+    stay under it too.
+    """
+    margin = 60.0  # the record write and the ack after the handler
+    for route in app.routes:
+        if route.retry.timeout + margin > settings.consumer_timeout:
+            raise ConfigError(
+                f"function {route.name!r} may run {route.retry.timeout:g} s, but the broker "
+                f"redelivers what is unacked after {settings.consumer_timeout:g} s "
+                "(BUCKETFN_CONSUMER_TIMEOUT, RabbitMQ's consumer_timeout): lower its "
+                f"timeout below {settings.consumer_timeout - margin:g} s or raise the broker's"
+            )
+    if settings.sweep_interval * 2 > settings.consumer_timeout:
+        raise ConfigError(
+            f"BUCKETFN_SWEEP_INTERVAL ({settings.sweep_interval:g} s) must stay under half "
+            f"the broker's consumer timeout ({settings.consumer_timeout:g} s)"
+        )
+
+
 async def init(app: App, settings: Settings) -> dict[str, Any]:
     """Provision everything ``app`` needs; returns what changed, for the CLI to print."""
     app.check(settings.output_bucket)
+    check_timeouts(app, settings)
     report: dict[str, Any] = {"created_buckets": [], "notifications_changed": []}
     async with Broker.connect(settings) as broker:
         await broker.declare(settings, app)

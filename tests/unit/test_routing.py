@@ -113,3 +113,23 @@ def test_notification_rules_cover_every_route_without_overlap() -> None:
     assert rules["raw"][0]["Id"] == "bucketfn:*" and "Filter" not in rules["raw"][0]
     assert "s3:ObjectCreated:PutTagging" not in rules["in"][0]["Events"]
     assert "s3:ObjectCreated:CompleteMultipartUpload" in rules["in"][0]["Events"]
+
+
+def test_init_refuses_a_timeout_the_broker_would_cut_off() -> None:
+    # to_staging used to allow 3600 s, past RabbitMQ's 30-minute consumer timeout:
+    # the broker would close the channel and redeliver it, again and again.
+    from functions import app as functions_app
+    from runtime import RetryPolicy
+    from runtime.core.settings import Settings
+    from runtime.ops.provision import check_timeouts
+
+    check_timeouts(functions_app, Settings())  # the shipped functions fit
+    r = Router()
+
+    @r.function(bucket="b", retry=RetryPolicy(timeout=3600))
+    async def slow(event: ObjectEvent, ctx: Context) -> None:
+        return None
+
+    with pytest.raises(ConfigError, match="consumer_timeout"):
+        check_timeouts(App([r]), Settings())
+    check_timeouts(App([r]), Settings(consumer_timeout=7200))
