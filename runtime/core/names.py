@@ -78,21 +78,59 @@ class Queues:
         return f"{self.prefix}.fn.{function}.retry.{delay_ms}ms"
 
     @property
+    def sweep(self) -> str:
+        """The sweep's lease: a single-active-consumer queue holding one token."""
+        return f"{self.prefix}.sweep"
+
+    def checkpoint(self, function: str, kind: str = "sweep") -> str:
+        """Where the sweep (or backfill) of ``function`` remembers how far it got."""
+        return f".bucketfn/{self.prefix}/{kind}/{function}.json"
+
+    @property
+    def feed(self) -> str:
+        """The fanout *exchange* of live notes for ``bucketfn watch`` (no queue of its own).
+
+        Under the prefix, so a deployment's feeds never mix and a broker user
+        limited to ``<prefix>.*`` may declare and publish it.
+        """
+        return f"{self.prefix}.feed"
+
+    @property
     def rule_prefix(self) -> str:
         """Ids of the MinIO notification rules this deployment owns start with this."""
         return f"{self.prefix}:"
 
 
+_ESCAPED = {"": "%00", ".": "%2E", "..": "%2E%2E"}
+# A literal segment that already looks like an escape (or an escaped escape) gets
+# one more "%25", so two different keys never share an output key.
+_LOOKS_ESCAPED = re.compile(r"^(%25)*(%00|%2E|%2E%2E)$")
+MAX_SEGMENT_BYTES = 255  # what MinIO (and file systems mirroring a bucket) accept per segment
+
+
+def _segment(seg: str) -> str:
+    if seg in _ESCAPED:
+        return _ESCAPED[seg]
+    if _LOOKS_ESCAPED.match(seg):
+        return "%25" + seg
+    raw = seg.encode()
+    if len(raw) > MAX_SEGMENT_BYTES:
+        digest = hashlib.sha256(raw).hexdigest()[:16]
+        return raw[: MAX_SEGMENT_BYTES - 40].decode(errors="ignore") + "~" + digest
+    return seg
+
+
 def safe_key(key: str) -> str:
-    """Map a source key to a relative key that cannot escape its prefix.
+    """Map a source key to a relative key that cannot escape its prefix, injectively.
 
     S3 keys are not paths, but tools that mirror buckets to disk treat them as
-    such, so ``.``/``..``/empty segments and a leading ``/`` are escaped. Keys
-    too long to nest under a prefix are shortened with a hash to stay unique.
+    such, so ``.``/``..``/empty segments are escaped (a leading ``/`` makes an
+    empty first segment), and a literal segment that looks like an escape is
+    escaped once more, so two keys never share one ``result.json``. Segments
+    longer than MinIO accepts, and keys too long to nest under a prefix, are
+    shortened with a hash of the original to stay unique.
     """
-    escaped = {"": "%00", ".": "%2E", "..": "%2E%2E"}
-    segments = [escaped.get(seg, seg) for seg in key.split("/")]
-    out = "/".join(segments)
+    out = "/".join(_segment(seg) for seg in key.split("/"))
     if len(out.encode()) > MAX_KEY_BYTES - 200:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         out = out.encode()[: MAX_KEY_BYTES - 300].decode(errors="ignore") + "~" + digest
@@ -107,3 +145,33 @@ def output_prefix(function: str, source_key: str) -> str:
 def result_key(function: str, source_key: str) -> str:
     """The durable record of the latest invocation for one source object."""
     return output_prefix(function, source_key) + RESULT_NAME
+
+
+JOB_PREFIX = "jobs/"
+"""Where jobs created through the API keep their request and record, in the output bucket."""
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+"""A job id: 32 lowercase hex digits, so it is safe as a key segment as it stands."""
+JOB_NAME = "job.json"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+
+
+def valid_job_id(job_id: str) -> bool:
+    """Job ids become key segments; only the API's own shape is accepted."""
+    return bool(_JOB_ID.match(job_id))
+
+
+def job_prefix(job_id: str) -> str:
+    """``jobs/<job_id>/``: one job's request and record (never derived from a source key)."""
+    if not valid_job_id(job_id):
+        raise ValueError(f"invalid job id {job_id!r}: expected 32 lowercase hex digits")
+    return f"{JOB_PREFIX}{job_id}/"
+
+
+def job_result_key(job_id: str) -> str:
+    """The record of a job created through the API (its invocation's result.json)."""
+    return job_prefix(job_id) + RESULT_NAME
+
+
+def job_spec_key(job_id: str) -> str:
+    """What the job was asked to do, written once it is queued."""
+    return job_prefix(job_id) + JOB_NAME
