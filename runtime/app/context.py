@@ -7,6 +7,7 @@ confined to keys that cannot escape their prefix.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -131,8 +132,9 @@ class Context:
             Meta.FUNCTION: self.function,
             Meta.FUNCTION_VERSION: self.function_version,
             Meta.SOURCE_BUCKET: ev.bucket,
-            # S3 metadata must be ASCII; keys may not be, so it is percent-encoded.
-            Meta.SOURCE_KEY: _ascii(ev.key),
+            # S3 metadata must be ASCII; keys may not be, so it is percent-encoded,
+            # and bounded: MinIO refuses more than 2 KiB of metadata in all.
+            Meta.SOURCE_KEY: _bounded(_ascii(ev.key)),
             Meta.REVISION: ev.revision,
         }
         meta.update(extra)
@@ -142,10 +144,11 @@ class Context:
         self, name: str, body: Body, *, content_type: str = "application/octet-stream"
     ) -> ObjectInfo:
         """Write ``name`` beside the result record (bytes, or a stream of chunks)."""
-        if not name or name.startswith("/") or ".." in name.split("/") or name == names.RESULT_NAME:
+        segments = name.split("/")
+        if any(seg in ("", ".", "..") for seg in segments) or name == names.RESULT_NAME:
             raise UsageError(
-                f"invalid output name {name!r}: a relative name without '..', "
-                f"not {names.RESULT_NAME!r}"
+                f"invalid output name {name!r}: a relative name without empty, '.' or "
+                f"'..' segments, and not {names.RESULT_NAME!r}"
             )
         return await self.put(
             self.output_bucket, self.output_prefix + name, body, content_type=content_type
@@ -170,3 +173,13 @@ class Context:
 
 def _ascii(text: str) -> str:
     return quote(text, safe="/ !$&'()*+,;=:@-._~")
+
+
+MAX_LINEAGE_KEY = 512  # bytes of the source key kept in metadata; the record keeps it whole
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_LINEAGE_KEY:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+    return f"{text[: MAX_LINEAGE_KEY - 40]}~{digest}"

@@ -155,7 +155,7 @@ class App:
     def check(self, output_bucket: str) -> None:
         """Refuse routes whose outputs would trigger themselves (``bucketfn init``)."""
         for route in self.routes:
-            own = names.output_prefix(route.name, "")
+            own = f"{route.name}/"  # every output key of the function starts here
             if route.bucket == output_bucket and (
                 own.startswith(route.prefix) or route.prefix.startswith(own)
             ):

@@ -32,9 +32,26 @@ def test_ordinary_keys_are_kept_readable() -> None:
     assert result_key("fn", "uploads/a b+c%d ü.csv") == "fn/uploads/a b+c%d ü.csv/result.json"
 
 
-def test_escaping_is_injective_for_dot_segments() -> None:
-    assert safe_key("a/../b") != safe_key("a/%2E%2E/b") or safe_key("a/../b") == "a/%2E%2E/b"
-    assert safe_key("a/../b") != safe_key("a/b")
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("a/../b", "a/%2E%2E/b"),  # these shared one result.json before
+        ("a//b", "a/%00/b"),
+        ("a/./b", "a/%2E/b"),
+        ("a/%2E/b", "a/%252E/b"),
+        ("a/../b", "a/b"),
+    ],
+)
+def test_escaping_is_injective(one: str, other: str) -> None:
+    assert safe_key(one) != safe_key(other)
+
+
+def test_no_segment_exceeds_what_minio_accepts() -> None:
+    # A key of 825-1024 bytes with one long segment used to make a segment > 255 bytes.
+    key = "uploads/" + "s" * 900
+    out = result_key("fn", key)
+    assert max(len(seg.encode()) for seg in out.split("/")) <= 255
+    assert out != result_key("fn", "uploads/" + "s" * 899 + "t")
 
 
 def test_long_keys_fit_and_stay_distinct() -> None:

@@ -133,3 +133,17 @@ def test_init_refuses_a_timeout_the_broker_would_cut_off() -> None:
     with pytest.raises(ConfigError, match="consumer_timeout"):
         check_timeouts(App([r]), Settings())
     check_timeouts(App([r]), Settings(consumer_timeout=7200))
+
+
+def test_the_loop_check_sees_a_trigger_on_the_functions_own_outputs() -> None:
+    # Before, the check compared against "looper/%00/" (safe_key of ""), so a route
+    # on "looper/x/" in the output bucket passed: outputs for a source key "x/..."
+    # land under "looper/x/..." and re-trigger it.
+    r = Router()
+
+    @r.function(bucket="job-outputs", prefix="looper/x/")
+    async def looper(event: ObjectEvent, ctx: Context) -> None:
+        return None
+
+    with pytest.raises(ConfigError, match="trigger itself"):
+        App([r]).check("job-outputs")
