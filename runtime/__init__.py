@@ -16,6 +16,7 @@ import nothing else of the runtime (an import-linter contract keeps it so)::
 from runtime.adapters.s3 import open_storage
 from runtime.app.context import Context
 from runtime.app.router import App, Route, Router
+from runtime.core.cpu import offload
 from runtime.core.errors import (
     BrokerError,
     BucketfnError,
@@ -60,6 +61,7 @@ __all__ = [
     "Superseded",
     "UsageError",
     "gunzip",
+    "offload",
     "open_storage",
     "rechunk",
 ]

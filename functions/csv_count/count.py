@@ -11,7 +11,7 @@ from typing import TypedDict
 
 from functions.csv_count.error import CsvFormatError
 from functions.csv_count.scanner import RecordCounter
-from runtime import Context, InputError, ObjectEvent, Router
+from runtime import Context, InputError, ObjectEvent, Router, offload
 
 router = Router()
 
@@ -33,7 +33,7 @@ async def csv_row_count(event: ObjectEvent, ctx: Context) -> RowCount:
     counter = RecordCounter()
     try:
         async for chunk in stream:
-            counter.feed(chunk)
+            await offload(counter.feed, chunk)  # off the loop: other functions keep going
         count = counter.finish()
     except CsvFormatError as exc:
         raise InputError(exc.reason, where=f"byte {exc.offset}") from exc

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import TypedDict
 
 from functions.json_canonical.canonical import canonicalize, canonicalize_lines
-from runtime import Context, InputError, ObjectEvent, Router
+from runtime import Context, InputError, ObjectEvent, Router, offload
 
 router = Router()
 
@@ -46,7 +46,7 @@ async def json_canonicalize(event: ObjectEvent, ctx: Context) -> Canonicalized:
                 f"document larger than {MAX_DOCUMENT_BYTES} bytes: use JSON Lines for large data",
                 where=f"byte {MAX_DOCUMENT_BYTES}",
             )
-    out = canonicalize(bytes(document))
+    out = await offload(canonicalize, bytes(document))  # seconds for big ones: off the loop
     info = await ctx.write("canonical.json", out, content_type="application/json")
     return {
         "input_bytes": len(document),

@@ -28,7 +28,16 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 from functions.common import spool
 from functions.lake.rollups import ROLLUPS, Rollup
 from functions.lake.staging import REJECTED
-from runtime import Context, InputError, ObjectEvent, ObjectGone, Retry, Router, Superseded
+from runtime import (
+    Context,
+    InputError,
+    ObjectEvent,
+    ObjectGone,
+    Retry,
+    Router,
+    Superseded,
+    offload,
+)
 
 if TYPE_CHECKING:
     from runtime import ObjectInfo
@@ -70,7 +79,7 @@ async def to_curated(event: ObjectEvent, ctx: Context) -> CuratedResult:
             await asyncio.to_thread(source.write, chunk)
         await asyncio.to_thread(source.seek, 0)
         try:
-            partial = await asyncio.to_thread(rollup.partial, source)
+            partial = await offload(rollup.partial, source)
         except (pa.ArrowException, KeyError) as exc:
             # Not Parquet, or not this dataset's columns: no retry can change the file.
             raise InputError(f"not a staging file of {dataset!r}: {exc}", where=event.key) from exc
@@ -117,17 +126,17 @@ async def _combine(ctx: Context, rollup: Rollup, listed: list[ObjectInfo]) -> pa
     for item in listed:
         with spool.spool() as file:
             await spool.download(ctx.read_object(CURATED, item.key, etag=item.etag), into=file)
-            held.append(await asyncio.to_thread(pq.read_table, file))
+            held.append(await offload(pq.read_table, file))
         if len(held) >= FOLD_TABLES:
             parts = held if total is None else [total, *held]
-            total, held = await asyncio.to_thread(rollup.combine, parts), []
+            total, held = await offload(rollup.combine, parts), []
     parts = held if total is None else [total, *held]
-    return await asyncio.to_thread(rollup.combine, parts)
+    return await offload(rollup.combine, parts)
 
 
 async def _put_table(ctx: Context, key: str, table: pa.Table, metadata: dict[str, str]) -> None:
     with spool.spool() as file:
-        await asyncio.to_thread(pq.write_table, table, file, compression="zstd")
+        await offload(pq.write_table, table, file, compression="zstd")
         await ctx.put(
             CURATED,
             key,

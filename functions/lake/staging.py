@@ -16,7 +16,6 @@ either the previous file or the new one, never half of one.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from typing import Literal, TypedDict
@@ -24,7 +23,7 @@ from typing import Literal, TypedDict
 from functions.common import spool
 from functions.lake.contracts import CONTRACTS, Contract
 from functions.lake.stager import Counts, Stager
-from runtime import MIB, Context, InputError, ObjectEvent, RetryPolicy, Router, rechunk
+from runtime import MIB, Context, InputError, ObjectEvent, RetryPolicy, Router, offload, rechunk
 
 __all__ = ["FORMS", "StagingResult", "router", "staging_keys", "to_staging"]
 
@@ -91,8 +90,8 @@ async def to_staging(event: ObjectEvent, ctx: Context) -> StagingResult:
         stager = Stager(contract, form=form, parquet=parquet, rejects=rejects)
         try:
             async for piece in rechunk(stream, FEED_BYTES):
-                await asyncio.to_thread(stager.feed, piece)
-            counts = await asyncio.to_thread(stager.finish)
+                await offload(stager.feed, piece)
+            counts = await offload(stager.finish)
         except Exception:
             # Not on cancellation: the stager may still be running in its thread then,
             # and the Parquet writer is not thread-safe (closing the spools is enough).
