@@ -98,3 +98,45 @@ async def remove_rules(settings: Settings, buckets: set[str]) -> None:
         for bucket in buckets:
             with contextlib.suppress(Exception):
                 await merge_notifications(storage.client, bucket, [], rule_prefix(settings))
+
+
+class Relay:
+    """A TCP relay to RabbitMQ on a loopback port of its own; ``cut`` drops every connection."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.holding = False
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def hold(self) -> None:
+        """Stop passing the broker's replies on (a broker blocking publishers looks so)."""
+        self.holding = True
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, back: bool) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    if back and self.holding:
+                        continue  # swallowed: the client waits for ever
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+        self._writers -= {writer, up_writer}

@@ -86,9 +86,16 @@ class _ClosingConnection(aio_pika.Connection):
 class Broker:
     """One connection; a confirming publisher channel; consumer channels on demand."""
 
-    def __init__(self, connection: AbstractConnection, publisher: AbstractChannel) -> None:
+    def __init__(
+        self,
+        connection: AbstractConnection,
+        publisher: AbstractChannel,
+        *,
+        publish_timeout: float = 30.0,
+    ) -> None:
         self.connection = connection
         self._pub = publisher
+        self.publish_timeout = publish_timeout
         # Set when the connection or any of its channels closes under us; the
         # runtime then rebuilds everything on a fresh connection (see service).
         self.lost = asyncio.Event()
@@ -124,7 +131,7 @@ class Broker:
         try:
             async with mapped("opening the publisher channel"):
                 publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            yield cls(connection, publisher)
+            yield cls(connection, publisher, publish_timeout=settings.publish_timeout)
         finally:
             with contextlib.suppress(Exception):
                 await connection.close()
@@ -182,8 +189,18 @@ class Broker:
             message_id=message_id or uuid.uuid4().hex,
             expiration=timedelta(milliseconds=expiration_ms) if expiration_ms else None,
         )
-        async with mapped(f"publish to {queue!r}"):
-            await self._pub.default_exchange.publish(message, routing_key=queue, mandatory=True)
+        try:
+            # A broker in a memory or disk alarm blocks publishers without a word;
+            # a handler must not hang on it for ever, so a confirm has a deadline.
+            async with asyncio.timeout(self.publish_timeout), mapped(f"publish to {queue!r}"):
+                await self._pub.default_exchange.publish(
+                    message, routing_key=queue, mandatory=True
+                )
+        except TimeoutError:
+            raise BrokerError(
+                f"publish to {queue!r} not confirmed within {self.publish_timeout:g} s "
+                "(is the broker blocking publishers: a memory or disk alarm?)"
+            ) from None
 
     async def consumer(self, queue: str, prefetch: int) -> tuple[AbstractChannel, AbstractQueue]:
         """A channel with its own prefetch and the queue to consume on it."""

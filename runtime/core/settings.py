@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     router_prefetch: int = Field(default=256, ge=1)
     read_chunk_size: int = Field(default=MIB, ge=64 * 1024)
     connect_timeout: float = Field(default=60.0, ge=0, description="wait for RabbitMQ at start")
+    # How long a publish may wait for the broker's confirm (an alarm blocks publishers).
+    publish_timeout: float = Field(default=30.0, gt=0)
     shutdown_grace: float = Field(default=30.0, ge=0)
     event_loop: str = Field(default="uvloop", pattern="^(uvloop|asyncio)$")
     log_level: str = "INFO"

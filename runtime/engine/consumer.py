@@ -66,15 +66,26 @@ class Consumer:
         """Wait up to ``grace`` seconds for in-flight messages, then cancel the rest."""
         if self.tasks:
             _, pending = await asyncio.wait(set(self.tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
+            await _cancelled(pending)
 
-    def abandon(self) -> None:
+    async def abandon(self) -> None:
         """The connection is gone: nothing in flight can be acked; the broker redelivers it."""
-        for task in list(self.tasks):
-            task.cancel()
+        await _cancelled(set(self.tasks))
 
     async def close(self) -> None:
         """Close the channel; whatever is still unacked goes back to the queue."""
         with contextlib.suppress(Exception):
             await self.channel.close()
+
+
+async def _cancelled(tasks: set[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until they have ended.
+
+    A cancelled handler still runs its cleanup (aborting a multipart upload,
+    closing spools); awaiting it makes that happen before the channel closes
+    and before a redelivered copy of the same message starts elsewhere.
+    """
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -161,7 +161,7 @@ class _Session:
         self.health.idle(connected=not self.broker.lost.is_set())
         if not stop.is_set():
             for consumer in consumers:
-                consumer.abandon()
+                await consumer.abandon()
             return False
         log.info("stopping: no new messages, draining in-flight work")
         for consumer in consumers:

@@ -208,3 +208,33 @@ async def test_fan_out_publishes_never_share_a_message_id(
         # Only this test's function queues: the ingress and the rest are the session's.
         mine = [q for q in queue_arguments(settings, app) if ".fn.fan_" in q]
         await delete_queues(settings, mine)
+
+
+async def test_a_publish_the_broker_never_confirms_fails_instead_of_hanging(
+    settings: Settings,
+) -> None:
+    # Before: no deadline; during a memory alarm a handler's retry publish hung for
+    # ever, holding its delivery and its slot of the prefetch.
+    from pydantic import SecretStr
+
+    from tests.servers import Relay
+
+    relay = Relay(("127.0.0.1", 5672))
+    await relay.start()
+    quick = settings.model_copy(
+        update={
+            "amqp_url": SecretStr(f"amqp://guest:guest@127.0.0.1:{relay.port}/"),
+            "publish_timeout": 1.0,
+        }
+    )
+    try:
+        async with Broker.connect(quick) as held:
+            relay.hold()
+            started = time.monotonic()
+            with pytest.raises(BrokerError, match="not confirmed within 1 s"):
+                await asyncio.wait_for(
+                    held.publish(settings.queues.dead_letter("csv_row_count"), b"{}"), 10
+                )
+            assert time.monotonic() - started < 5
+    finally:
+        await relay.cut()

@@ -29,6 +29,7 @@ from runtime.engine.health import Health
 from runtime.engine.process import serve
 from runtime.http import Metrics, QueueStats, running
 from tests.servers import (
+    Relay,
     delete_queues,
     make_settings,
     require_minio,
@@ -52,41 +53,6 @@ async def health_probe(event: ObjectEvent, ctx: Context) -> dict[str, int]:
 
 
 APP = App([router])
-
-
-class Relay:
-    """A TCP relay to RabbitMQ on a loopback port of its own; ``cut`` drops every connection."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        await self._server.wait_closed()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._writers -= {writer, up_writer}
 
 
 @dataclass
