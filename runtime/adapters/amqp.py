@@ -25,6 +25,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import (
     AMQPError,
+    ChannelInvalidStateError,
     ChannelNotFoundEntity,
     ChannelPreconditionFailed,
     DeliveryError,
@@ -38,7 +39,12 @@ if TYPE_CHECKING:
     from runtime.app.router import App
     from runtime.core.settings import Settings
 
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (AMQPError, OSError, ConnectionError)
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    AMQPError,
+    OSError,
+    ConnectionError,
+    ChannelInvalidStateError,  # a RuntimeError, not an AMQPError: a call on a closed channel
+)
 """What aio-pika and aiormq raise when the broker or the network fails."""
 
 
@@ -193,9 +199,7 @@ class Broker:
             # A broker in a memory or disk alarm blocks publishers without a word;
             # a handler must not hang on it for ever, so a confirm has a deadline.
             async with asyncio.timeout(self.publish_timeout), mapped(f"publish to {queue!r}"):
-                await self._pub.default_exchange.publish(
-                    message, routing_key=queue, mandatory=True
-                )
+                await self._pub.default_exchange.publish(message, routing_key=queue, mandatory=True)
         except TimeoutError:
             raise BrokerError(
                 f"publish to {queue!r} not confirmed within {self.publish_timeout:g} s "
