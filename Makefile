@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STATE ?= .state
 export BUCKETFN_STATE := $(abspath $(STATE))
 
-.PHONY: up down test lint unit venv servers init run stop-runtime bench clean
+.PHONY: up down test lint unit venv servers init run stop-runtime stop-api bench clean
 
 $(BIN)/bucketfn: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,21 +26,26 @@ servers:
 init: venv servers
 	$(BIN)/bucketfn init
 
-## up: everything from nothing — servers, buckets and queues, and the runtime.
+## up: everything from nothing — servers, buckets and queues, the runtime and the jobs API.
 up:
 	@if docker info >/dev/null 2>&1; then docker compose up -d --build; else \
 	  $(MAKE) --no-print-directory init run; fi
 
 run: venv
 	@infra/local/runtime.sh start
+	@infra/local/api.sh start
 
 stop-runtime:
 	@infra/local/runtime.sh stop
 
+stop-api:
+	@infra/local/api.sh stop
+
 ## down: stop only what `make up` started.
 down:
 	@if docker info >/dev/null 2>&1; then docker compose down; else \
-	  infra/local/runtime.sh stop; infra/local/minio.sh stop; infra/local/rabbitmq.sh stop; fi
+	  infra/local/api.sh stop; infra/local/runtime.sh stop; infra/local/minio.sh stop; \
+	  infra/local/rabbitmq.sh stop; fi
 
 lint: venv
 	$(BIN)/ruff check .

@@ -13,16 +13,18 @@ import typer
 import uvloop
 
 from runtime.app.router import load_app
-from runtime.cli import output
+from runtime.cli import api, backfill, output, status
 from runtime.cli.dlq import dlq
 from runtime.cli.options import APP_ARGUMENT, JSON, settings_of
 from runtime.core import logs
 from runtime.core.errors import BucketfnError
 from runtime.core.settings import load
 from runtime.engine import process
+from runtime.engine.feed import Feed
 from runtime.engine.health import Health
 from runtime.http import Metrics, QueueStats, running
 from runtime.ops import provision
+from runtime.ops.sweep import sweeping
 
 cli = typer.Typer(
     name="bucketfn",
@@ -36,6 +38,8 @@ cli = typer.Typer(
     add_completion=False,
 )
 cli.add_typer(dlq, name="dlq")
+for _group in (api, backfill, status):
+    _group.register(cli)
 
 
 @cli.callback()
@@ -76,15 +80,20 @@ def run(
         health = Health()
         metrics = Metrics(r.name for r in application.routes)
         queues = QueueStats(settings, application, registry=metrics.registry)
-        async with running(settings, metrics, health, queues=queues):
-            await process.serve(
-                application,
-                settings,
-                stop,
-                functions=functions,
-                dispatcher=not no_dispatcher,
-                observers=(metrics,),
-                health=health,
+        feed = Feed(settings)  # what `bucketfn watch` shows
+        async with running(settings, metrics, health, queues=queues), feed.publishing():
+            await asyncio.gather(
+                process.serve(
+                    application,
+                    settings,
+                    stop,
+                    functions=functions,
+                    dispatcher=not no_dispatcher,
+                    observers=(metrics, feed),
+                    health=health,
+                ),
+                # Every process takes part; one at a time holds the sweep's token.
+                sweeping(application, settings, stop, observer=metrics),
             )
 
     if settings.event_loop == "uvloop":

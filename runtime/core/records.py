@@ -18,6 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.core.events import ObjectEvent
+from runtime.core.names import JOB_ID_PATTERN
 
 TRACEBACK_LIMIT = 8 * 1024  # bytes of traceback kept: enough to read, bounded for the queue
 
@@ -63,6 +64,9 @@ class Invocation(Model):
     history: tuple[Attempt, ...] = ()
     first_seen: datetime = Field(default_factory=now)
     replays: int = 0
+    # Set for a job created through the API: its record goes to the job's own key
+    # (``names.job_result_key``) rather than beside the source key.
+    job_id: str | None = Field(default=None, pattern=JOB_ID_PATTERN)
 
 
 class ErrorInfo(Model):

@@ -148,6 +148,10 @@ class Worker:
         return Outcome(status=Status.OK, result=result)
 
     def _record_key(self, inv: Invocation) -> str:
+        # A job's record has a key of its own: two jobs on one object never share it,
+        # and no bucket event for that object ever overwrites a job's record.
+        if inv.job_id is not None:
+            return names.job_result_key(inv.job_id)
         return names.result_key(self.route.name, inv.event.key)
 
     def _result(
