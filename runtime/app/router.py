@@ -94,7 +94,8 @@ class Router:
                 raise ConfigError(f"function {fname!r} must be 'async def'")
             if not names.valid_function_name(fname):
                 raise ConfigError(
-                    f"function name {fname!r} must match [a-z][a-z0-9_]* (max 63 chars)"
+                    f"function name {fname!r} must match [a-z][a-z0-9_]* (max 63 chars) "
+                    f"and not be one of {sorted(names.RESERVED_NAMES)}"
                 )
             self.routes.append(
                 Route(

@@ -8,6 +8,7 @@
     ├── InvocationSignal                raised by a handler on purpose
     │   ├── Retry                       try again after ``delay`` seconds
     │   └── Reject                      give up now: straight to the dead-letter queue
+    ├── JobRefused (ValueError)         a job the API cannot create (``kind`` says why)
     ├── InputError (ValueError)         the object's content is malformed: permanent, no retries
     ├── UsageError (ValueError)         a function used the runtime wrongly: permanent, fix it
     ├── StorageError                    an S3 call failed
@@ -22,6 +23,8 @@ httpx's do, so records and logs name them as authors import them.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 
 class BucketfnError(Exception):
@@ -63,6 +66,18 @@ class Reject(InvocationSignal):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
+        self.reason = reason
+
+
+Refusal = Literal["unknown-function", "input-refused", "input-missing", "idempotency-conflict"]
+
+
+class JobRefused(BucketfnError, ValueError):
+    """A job that cannot be created; ``kind`` says why, ``reason`` says it to a person."""
+
+    def __init__(self, kind: Refusal, reason: str) -> None:
+        super().__init__(reason)
+        self.kind: Refusal = kind
         self.reason = reason
 
 
@@ -113,6 +128,7 @@ for _public in (
     Retry,
     Reject,
     InputError,
+    JobRefused,
     UsageError,
     StorageError,
     ObjectGone,

@@ -43,9 +43,13 @@ class Header:
     LAST_DEATH_REASON = "x-last-death-reason"
 
 
+RESERVED_NAMES = frozenset({"jobs"})
+"""Output-bucket prefixes bucketfn uses itself: a function of that name would share them."""
+
+
 def valid_function_name(name: str) -> bool:
-    """Function names become queue names and key prefixes, so keep them plain."""
-    return bool(_FUNCTION_NAME.match(name))
+    """Function names become queue names and key prefixes, so keep them plain (and not ours)."""
+    return bool(_FUNCTION_NAME.match(name)) and name not in RESERVED_NAMES
 
 
 @dataclass(frozen=True, slots=True)

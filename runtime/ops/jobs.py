@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import ValidationError
 
 from runtime.core import names
-from runtime.core.errors import BucketfnError, ObjectGone
+from runtime.core.errors import JobRefused, ObjectGone
 from runtime.core.events import PUT, ObjectEvent
 from runtime.core.names import Header, Meta
 from runtime.core.records import ErrorInfo, Invocation, Model, Result, dumps, fingerprint, now
@@ -44,17 +44,7 @@ if TYPE_CHECKING:
     from runtime.core.seams import ObjectInfo, Publisher, Storage
 
 Status = Literal["queued", "running", "succeeded", "failed"]
-Refusal = Literal["unknown-function", "input-refused", "input-missing", "idempotency-conflict"]
 M = TypeVar("M", bound=Model)
-
-
-class JobRefused(BucketfnError, ValueError):
-    """A job that cannot be created; ``kind`` says why, ``reason`` says it to a person."""
-
-    def __init__(self, kind: Refusal, reason: str) -> None:
-        super().__init__(reason)
-        self.kind: Refusal = kind
-        self.reason = reason
 
 
 class JobSpec(Model):

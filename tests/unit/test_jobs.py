@@ -8,11 +8,12 @@ from pydantic import ValidationError
 
 from runtime import App, Context, InputError, ObjectEvent, Router
 from runtime.core import names
+from runtime.core.errors import JobRefused
 from runtime.core.names import Meta, Queues
 from runtime.core.records import Invocation
 from runtime.engine.outcome import Status
 from runtime.engine.worker import Worker
-from runtime.ops.jobs import JobRefused, Jobs, job_id_for
+from runtime.ops.jobs import Jobs, job_id_for
 from runtime.testing.memory import MemoryPublisher, MemoryStorage
 
 router = Router()

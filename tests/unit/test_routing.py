@@ -147,3 +147,14 @@ def test_the_loop_check_sees_a_trigger_on_the_functions_own_outputs() -> None:
 
     with pytest.raises(ConfigError, match="trigger itself"):
         App([r]).check("job-outputs")
+
+
+def test_a_function_cannot_take_a_name_bucketfn_uses_for_its_own_records() -> None:
+    # A function named "jobs" would write its records under job-outputs/jobs/,
+    # where the jobs API keeps every job's record.
+    r = Router()
+    with pytest.raises(ConfigError, match="jobs"):
+
+        @r.function(bucket="b", name="jobs")
+        async def anything(event: ObjectEvent, ctx: Context) -> None:
+            return None

@@ -14,11 +14,12 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runtime.core import names
+from runtime.core.errors import JobRefused
 from runtime.core.records import now
 from runtime.http.jobs import keys
 from runtime.http.jobs.problems import ProblemError, documented
 from runtime.http.jobs.uploads import MAX_EXPIRY_S
-from runtime.ops.jobs import JobRefused, Status
+from runtime.ops.jobs import Status
 
 if TYPE_CHECKING:
     from runtime.http.jobs.services import Services
