@@ -30,6 +30,8 @@ setup_env() {
   export RABBITMQ_CONFIG_FILE="$DIR/rabbitmq.conf"
   export RABBITMQ_PID_FILE="$DIR/rabbitmq.pid"
   export ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="${ERL_EPMD_PORT:-4369}"
+  # The Erlang distribution port (inter-node and CLI traffic) on loopback too.
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
   echo "[rabbitmq_management]." >"$RABBITMQ_ENABLED_PLUGINS_FILE"
   cat >"$RABBITMQ_CONFIG_FILE" <<CONF
 listeners.tcp.default = $RABBITMQ_HOST:$RABBITMQ_PORT
@@ -37,8 +39,8 @@ management.tcp.ip = $RABBITMQ_HOST
 management.tcp.port = $RABBITMQ_MANAGEMENT_PORT
 default_user = $RABBITMQ_USER
 default_pass = $RABBITMQ_PASSWORD
-loopback_users = none
 CONF
+  # No `loopback_users = none`: the default user may connect from loopback only.
 }
 
 running() { setup_env; "$SBIN/rabbitmq-diagnostics" -q ping >/dev/null 2>&1; }

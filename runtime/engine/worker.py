@@ -222,8 +222,9 @@ class Worker:
             await self.publisher.publish(
                 self.queues.retry(self.route.name, decision.tier_ms),
                 dumps(nxt),
-                headers={Header.ATTEMPT: nxt.attempt},
-                message_id=inv.event.event_id,
+                # The event id in a header, not as message id: fan-out retries of one
+                # event share a channel, and returns are matched by message id.
+                headers={Header.ATTEMPT: nxt.attempt, Header.EVENT_ID: inv.event.event_id},
                 expiration_ms=decision.delay_ms,
             )
             return Outcome(status=Status.RETRY, error=error, delay_ms=decision.delay_ms)
