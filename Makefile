@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STATE ?= .state
 export BUCKETFN_STATE := $(abspath $(STATE))
 
-.PHONY: up down test lint unit venv servers init run stop-runtime stop-api bench clean
+.PHONY: up down test lint unit venv servers init run stop-runtime stop-api bench faults clean
 
 $(BIN)/bucketfn: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ test: venv
 
 bench: init run
 	$(BIN)/python -m tests.bench
+
+## faults: restart RabbitMQ, restart MinIO and drop every connection mid-load (after
+## `make up`); prints objects / results / lost / wrong per scenario. About 5 minutes.
+faults: venv
+	$(BIN)/python -m tests.faults $(FAULTS_ARGS)
 
 clean: down
 	rm -rf $(STATE)

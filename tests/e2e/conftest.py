@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
 
 import functions
-from runtime import App
+from runtime import App, ObjectEvent
 from runtime.adapters.topology import queue_arguments
+from runtime.core.records import Invocation
 from runtime.core.settings import Settings
+from runtime.engine.observer import Observer
+from runtime.engine.outcome import Outcome
 from runtime.engine.process import serve
 from runtime.ops.provision import init
 from tests.e2e import apps
@@ -24,6 +28,7 @@ from tests.servers import (
     require_minio,
     require_rabbitmq,
     s3_client,
+    unique,
 )
 
 if TYPE_CHECKING:
@@ -32,11 +37,56 @@ if TYPE_CHECKING:
 APP = App([*functions.routers, apps.router], versioned=functions.app.versioned)
 
 
+class Seen(Observer):
+    """What the in-process runtime reported: the positive signals negative checks wait for."""
+
+    def __init__(self) -> None:
+        self.routed: list[tuple[str, str]] = []  # (key, event name) dispatched to a function
+        self.unrouted: list[tuple[str, str]] = []
+        self.outcomes: list[tuple[str, str, str]] = []  # (function, key, status)
+        self._changed = asyncio.Event()
+
+    def dispatched(self, event: ObjectEvent, functions: Sequence[str]) -> None:
+        self.routed.append((event.key, event.event_name))
+        self._poke()
+
+    def unmatched(self, event: ObjectEvent) -> None:
+        self.unrouted.append((event.key, event.event_name))
+        self._poke()
+
+    def finished(self, invocation: Invocation, outcome: Outcome, seconds: float) -> None:
+        self.outcomes.append((invocation.function, invocation.event.key, outcome.status.value))
+        self._poke()
+
+    def _poke(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def until(self, check: Callable[[], bool], timeout: float = 30) -> None:
+        """Wait until ``check()`` holds, woken by each report (never a fixed sleep)."""
+        deadline = time.monotonic() + timeout
+        while not check():
+            left = deadline - time.monotonic()
+            assert left > 0, "the runtime never reported what the test waited for"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
+
+
 @dataclass
 class Stack:
     settings: Settings
     s3: S3Client
     app: App
+    seen: Seen
+
+    async def settle(self) -> None:
+        """Upload a sentinel and wait until it is processed: events written before it
+        have been consumed by then (MinIO sends one deployment's events in order)."""
+        key = f"uploads/{unique('sentinel')}/s.csv"
+        await asyncio.to_thread(self.s3.put_object, Bucket="job-inputs", Key=key, Body=b"a\n1\n")
+        await self.seen.until(
+            lambda: ("csv_row_count", key, "ok") in self.seen.outcomes, timeout=60
+        )
 
 
 @pytest.fixture(scope="session")
@@ -47,15 +97,19 @@ async def stack() -> AsyncIterator[Stack]:
     require_minio(client)
     await init(APP, settings)
     stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(serve(APP, settings, stop, ready=ready))
+    seen = Seen()
+    task = asyncio.create_task(serve(APP, settings, stop, ready=ready, observers=(seen,)))
     done, _ = await asyncio.wait(
         {task, asyncio.create_task(ready.wait())}, timeout=30, return_when=asyncio.FIRST_COMPLETED
     )
     if task in done:
         task.result()  # raises the startup error
-    yield Stack(settings=settings, s3=client, app=APP)
+    if not ready.is_set():
+        task.cancel()
+        pytest.fail("the runtime did not become ready within 30 s", pytrace=False)
+    yield Stack(settings=settings, s3=client, app=APP, seen=seen)
     stop.set()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(task, 60)
+    # A runtime that fails on its way down is a failure of the suite, not a detail.
+    await asyncio.wait_for(task, 60)
     await remove_rules(settings, {r.bucket for r in APP.routes})
     await delete_queues(settings, list(queue_arguments(settings, APP)))

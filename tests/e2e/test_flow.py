@@ -8,10 +8,13 @@ import gzip
 import io
 import random
 from typing import TYPE_CHECKING
+from urllib.parse import quote_plus
 
+from runtime.adapters.amqp import Broker
 from runtime.core.names import result_key
 from tests.e2e.conftest import Stack
 from tests.servers import unique, wait_for_object
+from tests.unit.test_events import minio
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
@@ -101,8 +104,8 @@ async def test_multipart_upload_triggers_exactly_one_invocation(stack: Stack) ->
         "size": 3 * len(part),
         "event": "s3:ObjectCreated:CompleteMultipartUpload",
     }
-    # Give any duplicate event time to arrive (MinIO's queue_dir sender polls every 3 s).
-    await asyncio.sleep(4)
+    # Any duplicate event was sent before the sentinel's: consumed once it is done.
+    await stack.settle()
     listing = s3.list_objects_v2(Bucket="job-outputs", Prefix=f"invocation_log/{key}/invocations/")
     assert listing["KeyCount"] == 1
 
@@ -114,7 +117,15 @@ async def test_tagging_an_object_does_not_rerun_the_function(stack: Stack) -> No
     stack.s3.put_object_tagging(
         Bucket="job-inputs", Key=key, Tagging={"TagSet": [{"Key": "k", "Value": "v"}]}
     )
-    await asyncio.sleep(4)
+    # The same kind of event, delivered as if MinIO had subscribed to it: the router
+    # must refuse it (before, a routing regression passed here: the worker skipped
+    # the re-run as a duplicate and the marker count stayed 1).
+    tagging = minio(quote_plus(key), name="s3:ObjectCreated:PutTagging")
+    async with Broker.connect(stack.settings) as broker:
+        await broker.publish(stack.settings.queues.ingress, tagging)
+    await stack.seen.until(lambda: (key, "s3:ObjectCreated:PutTagging") in stack.seen.unrouted)
+    await stack.settle()
+    assert (key, "s3:ObjectCreated:PutTagging") not in stack.seen.routed
     listing = stack.s3.list_objects_v2(
         Bucket="job-outputs", Prefix=f"invocation_log/{key}/invocations/"
     )

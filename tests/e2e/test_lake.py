@@ -185,7 +185,7 @@ async def test_raw_csv_is_staged_and_curated_once_however_often_it_lands(stack: 
     head = await asyncio.to_thread(stack.s3.head_object, Bucket="staging", Key=staging_key)
     assert head["Metadata"]["bucketfn-source-revision"] == v2
     await result_for(stack, "to_curated", staging_key, head["ETag"].strip('"'))
-    await asyncio.sleep(4)  # let any late event arrive (MinIO's queue_dir sender polls every 3 s)
+    await stack.settle()  # any late event was sent before the sentinel's
     assert await totals_of(stack, tag) == expected
     listing = await asyncio.to_thread(
         stack.s3.list_objects_v2, Bucket="curated", Prefix=f"orders/_partials/{tag}/"
