@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STATE ?= .state
 export BUCKETFN_STATE := $(abspath $(STATE))
 
-.PHONY: up down test lint unit venv servers init run stop-runtime stop-api bench faults clean
+.PHONY: up down test lint unit venv servers init run stop-runtime stop-api bench faults polling clean
 
 $(BIN)/bucketfn: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,17 @@ test: venv
 
 bench: init run
 	$(BIN)/python -m tests.bench
+
+## polling: polling mode end to end on SeaweedFS (no notifications: the sweep alone
+## drives the functions). Builds SeaweedFS once (about 9 min), then about 45 s. Starts
+## RabbitMQ and SeaweedFS if they are not running, stops afterwards only what it started.
+polling: venv
+	@started=(); trap 'for s in "$${started[@]}"; do infra/local/$$s.sh stop || true; done' EXIT; \
+	for s in rabbitmq seaweedfs; do \
+	  if [ "$$(infra/local/$$s.sh status)" != running ]; then \
+	    infra/local/$$s.sh start || exit 1; started+=("$$s"); fi; \
+	done; \
+	BUCKETFN_POLLING=1 $(BIN)/pytest tests/polling $(PYTEST_ARGS)
 
 ## faults: restart RabbitMQ, restart MinIO and drop every connection mid-load (after
 ## `make up`); prints objects / results / lost / wrong per scenario. About 5 minutes.

@@ -17,6 +17,22 @@ MINIO_CONSOLE_ADDRESS="${MINIO_CONSOLE_ADDRESS:-127.0.0.1:9001}"
 export MINIO_ROOT_USER="${MINIO_ROOT_USER:-minioadmin}"
 export MINIO_ROOT_PASSWORD="${MINIO_ROOT_PASSWORD:-minioadmin}"
 
+# SeaweedFS: a second S3 server, without bucket notifications, on which the
+# sweep alone drives the functions (polling mode). Built from source like MinIO,
+# at the version the Go module proxy serves for issue 9's pin. Its S3 gateway
+# uses port 8333; the master, volume and filer servers take the ports around it
+# (each gRPC port is its HTTP port + 10000), away from MinIO, RabbitMQ and
+# bucketfn's own 8080 (SeaweedFS's volume server defaults to it).
+SEAWEEDFS_VERSION="${SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}"
+SEAWEEDFS_BIN="$CACHE/seaweedfs/$SEAWEEDFS_VERSION/weed"
+SEAWEEDFS_HOST="${SEAWEEDFS_HOST:-127.0.0.1}"
+SEAWEEDFS_S3_PORT="${SEAWEEDFS_S3_PORT:-8333}"
+SEAWEEDFS_MASTER_PORT="${SEAWEEDFS_MASTER_PORT:-9333}"
+SEAWEEDFS_VOLUME_PORT="${SEAWEEDFS_VOLUME_PORT:-8334}"
+SEAWEEDFS_FILER_PORT="${SEAWEEDFS_FILER_PORT:-8888}"
+SEAWEEDFS_ACCESS_KEY="${SEAWEEDFS_ACCESS_KEY:-bucketfn}"
+SEAWEEDFS_SECRET_KEY="${SEAWEEDFS_SECRET_KEY:-bucketfn-seaweedfs}"
+
 RABBITMQ_HOST="${RABBITMQ_HOST:-127.0.0.1}"
 RABBITMQ_PORT="${RABBITMQ_PORT:-5672}"
 RABBITMQ_MANAGEMENT_PORT="${RABBITMQ_MANAGEMENT_PORT:-15672}"

@@ -122,15 +122,44 @@ class Reconciler:
         if not batch:
             return out
         written = await self._records(route, [names.result_key(route.name, o.key) for o in batch])
+        ties = await self._ties(route, batch, written)
         for info in batch:
             record = written.get(names.result_key(route.name, info.key))
-            if record is not None and _at_or_after(record, info.last_modified):
+            if record is not None and ties.get(info.key, _at_or_after(record, info.last_modified)):
                 out.done += 1
             elif info.last_modified is not None and info.last_modified > cutoff:
                 out.young += 1
             else:
                 out.pending.append(info)
         return out
+
+    async def _ties(
+        self, route: Route, batch: list[ObjectInfo], written: dict[str, datetime | None]
+    ) -> dict[str, bool]:
+        """Decide the objects whose record has the very same Last-Modified as they do.
+
+        A tie says nothing at a store's precision (whole seconds on SeaweedFS: a
+        rewrite in the same second as the last result would count as done for
+        ever). HEAD those records and compare the revision each was written for
+        with the listing's etag. One HEAD per tie; ties are rare on MinIO (ms).
+        """
+        limit = asyncio.Semaphore(HEADS)
+
+        async def one(info: ObjectInfo) -> tuple[str, bool]:
+            async with limit:
+                rec = await self.storage.head(
+                    self.output_bucket, names.result_key(route.name, info.key)
+                )
+            meta = (rec.metadata or {}) if rec is not None else {}
+            return info.key, bool(info.etag) and meta.get(Meta.REVISION) == info.etag
+
+        tied = [
+            info
+            for info in batch
+            if info.last_modified is not None
+            and written.get(names.result_key(route.name, info.key)) == info.last_modified
+        ]
+        return dict(await asyncio.gather(*(one(info) for info in tied)))
 
     async def _records(self, route: Route, wanted: list[str]) -> dict[str, datetime | None]:
         """Last-Modified of the wanted result records that exist, by one ranged listing."""

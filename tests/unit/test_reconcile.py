@@ -160,3 +160,26 @@ async def test_a_dry_run_counts_and_sends_nothing() -> None:
     assert dry["count"].enqueued == 1
     assert publisher.messages == []
     assert Scope(prefix="p/sub/").covers(ROUTE) and not Scope(prefix="q/").covers(ROUTE)
+
+
+async def test_a_rewrite_in_the_same_second_as_its_record_is_not_taken_for_done() -> None:
+    # SeaweedFS lists whole seconds: the object's rewrite and its old record can
+    # share one Last-Modified. Before, a tie counted as done on every pass.
+    storage, _, _, rec = setup()
+    storage.put_bytes("in", "p/tie.csv", b"first")
+    first = await storage.head("in", "p/tie.csv")
+    assert first is not None
+    storage.put_bytes(
+        "out", result_key("count", "p/tie.csv"), b"{}", metadata={Meta.REVISION: first.etag or ""}
+    )
+    storage.put_bytes("in", "p/tie.csv", b"rewritten in the same second")  # same clock value
+    (page,) = [p async for p in rec.pages(ROUTE)]
+    assert [o.key for o in page.pending] == ["p/tie.csv"]
+    # The record of the current content, same second: done.
+    current = await storage.head("in", "p/tie.csv")
+    assert current is not None
+    storage.put_bytes(
+        "out", result_key("count", "p/tie.csv"), b"{}", metadata={Meta.REVISION: current.etag or ""}
+    )
+    (page,) = [p async for p in rec.pages(ROUTE)]
+    assert (page.done, page.pending) == (1, [])
