@@ -20,4 +20,8 @@ for s in rabbitmq minio; do
   fi
 done
 
+# The console's browser tests drive Debian's Chromium, and a missing one fails them:
+# install it first (a no-op once it is there).
+"$here/chromium.sh" install || exit 1
+
 "$@"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 
+from runtime.http import console
 from runtime.http.jobs import deadletters, functions, health, jobs, problems, uploads
 from runtime.http.jobs.auth import guard
 from runtime.http.jobs.limits import BodyLimit
@@ -70,5 +71,7 @@ def create_app(services: Services, *, token: str | None) -> FastAPI:
             build(services), dependencies=protected, responses=problems.documented(401)
         )
     app.include_router(health.router(services))
+    # The console's page at `/`; its data routes need the same token as the API's.
+    console.mount(app, services, protect=protected, token_required=token is not None)
     app.add_middleware(BodyLimit)
     return app
