@@ -52,6 +52,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/bucketfn routes check --offline
 
 unit: venv
 	$(BIN)/pytest -m "not integration and not e2e" -q

@@ -92,12 +92,15 @@ async def delete_queues(settings: Settings, names: list[str]) -> None:
 async def remove_rules(settings: Settings, buckets: set[str]) -> None:
     """Remove the notification rules a test run's deployment added."""
     from runtime.adapters.s3 import S3Storage
+    from runtime.ops import lifecycle
     from runtime.ops.provision import merge_notifications, rule_prefix
 
     async with S3Storage.connect(settings) as storage:
-        for bucket in buckets:
+        for bucket in buckets | {"raw", "staging", settings.output_bucket}:
             with contextlib.suppress(Exception):
                 await merge_notifications(storage.client, bucket, [], rule_prefix(settings))
+            with contextlib.suppress(Exception):
+                await lifecycle.remove(storage.client, rule_prefix(settings), [bucket])
 
 
 class Relay:

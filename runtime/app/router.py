@@ -39,6 +39,7 @@ class Route:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     version: str = ""
     writes_to: tuple[str, ...] = ()
+    overlaps: tuple[str, ...] = ()
 
     def matches(self, event: ObjectEvent) -> bool:
         """Whether ``event`` should run this function."""
@@ -69,6 +70,7 @@ class Router:
         retry: RetryPolicy | None = None,
         version: str | None = None,
         writes_to: Iterable[str] = (),
+        overlaps: Iterable[str] = (),
     ) -> Callable[[Handler], Handler]:
         """Register an ``async def f(event, ctx)`` to run on matching object events.
 
@@ -76,6 +78,8 @@ class Router:
         than the first event. The handler is returned unchanged: tests can await it.
         ``writes_to`` names the buckets the function writes besides its own
         output prefix (e.g. the next lake layer), for the loop check in ``init``.
+        ``overlaps`` names functions that run on some of the same objects on
+        purpose (fan-out); ``bucketfn routes check`` reports every other overlap.
         """
         suffixes = (suffix,) if isinstance(suffix, str) else tuple(suffix)
         suffixes = tuple(s for s in suffixes if s)
@@ -108,6 +112,7 @@ class Router:
                     retry=retry or RetryPolicy(),
                     version=version or _source_version(handler),
                     writes_to=tuple(writes_to),
+                    overlaps=tuple(overlaps),
                 )
             )
             return handler

@@ -13,7 +13,7 @@ import typer
 import uvloop
 
 from runtime.app.router import load_app
-from runtime.cli import api, backfill, output, status
+from runtime.cli import api, backfill, new, output, routes, status
 from runtime.cli.dlq import dlq
 from runtime.cli.options import APP_ARGUMENT, JSON, settings_of
 from runtime.core import logs
@@ -38,7 +38,7 @@ cli = typer.Typer(
     add_completion=False,
 )
 cli.add_typer(dlq, name="dlq")
-for _group in (api, backfill, status):
+for _group in (api, backfill, new, routes, status):
     _group.register(cli)
 
 
@@ -114,42 +114,9 @@ def init(ctx: typer.Context, app: APP_ARGUMENT = "functions:app", json: JSON = F
     changed = ", ".join(report["notifications_changed"]) or "none (already in place)"
     output.out.print(f"buckets created: {created}", markup=False)
     output.out.print(f"notification rules changed: {changed}", markup=False)
+    lifecycle = ", ".join(report["lifecycle_changed"]) or "none (already in place)"
+    output.out.print(f"lifecycle rules changed: {lifecycle}", markup=False)
     output.out.print("queues declared: ok")
-
-
-@cli.command()
-def routes(ctx: typer.Context, app: APP_ARGUMENT = "functions:app", json: JSON = False) -> None:
-    """List the functions, what triggers each, and its queue."""
-    queues = settings_of(ctx).queues
-    found = load_app(app).routes
-    if json:
-        output.emit_json(
-            [
-                {
-                    "function": r.name,
-                    "bucket": r.bucket,
-                    "prefix": r.prefix,
-                    "suffixes": list(r.suffixes),
-                    "events": sorted(r.events),
-                    "queue": queues.function(r.name),
-                    "version": r.version,
-                }
-                for r in found
-            ]
-        )
-        return
-    output.table(
-        ["FUNCTION", "TRIGGER", "QUEUE", "VERSION"],
-        [
-            [
-                r.name,
-                f"{r.bucket}/{r.prefix}*{','.join(r.suffixes)}",
-                queues.function(r.name),
-                r.version,
-            ]
-            for r in found
-        ],
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,11 +130,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         except typer.Exit as exc:
             return exc.exit_code
-        except (click.exceptions.Abort, KeyboardInterrupt):
+        except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
             return 130
         except click.ClickException as exc:
             exc.show()
             return exc.exit_code
+        except typer.TyperException as exc:
+            # typer carries its own copy of click: its usage errors are not click's.
+            show = getattr(exc, "show", None)
+            if show is None:
+                raise
+            show()
+            return int(getattr(exc, "exit_code", 2))
         return code if isinstance(code, int) else 0
 
     return output.survive_closed_pipe(invoke)

@@ -78,6 +78,36 @@ class Settings(BaseSettings):
     sweep_grace: float = Field(default=30.0, ge=0)
     sweep_batch: int = Field(default=10_000, ge=1)
 
+    # Data lifecycle: S3 lifecycle rules `bucketfn init` keeps on the buckets it
+    # manages, merged with rules it does not own (by rule id). 0 turns one off.
+    # Result records and the files written beside them (the output bucket's
+    # `<function>/` and `jobs/` prefixes) expire this many days after they were
+    # written. Off by default: a record is how the sweep knows an object is done,
+    # so a source that outlives its record is run again.
+    lifecycle_results_days: int = Field(default=0, ge=0)
+    # Quarantined data expires this many days after it was written: rejected rows
+    # can be regenerated from the raw layer, which keeps its versions.
+    lifecycle_quarantine_days: int = Field(default=30, ge=0)
+    # Where quarantined data lives, as `bucket/prefix` (the lake's rejected rows).
+    lifecycle_quarantine: tuple[str, ...] = ("staging/_rejected/",)
+    # Versions that stopped being current, in the app's versioned buckets (raw),
+    # expire this many days later (a current version never does); it must stay
+    # above every function's max_age, so a late event still reads its version.
+    lifecycle_noncurrent_days: int = Field(default=30, ge=0)
+    # Multipart uploads a dead writer left incomplete are aborted this many days
+    # after they started. MinIO refuses the rule and does it itself, after
+    # MINIO_API_STALE_UPLOADS_EXPIRY (24 h by default); other stores get the rule.
+    lifecycle_abort_multipart_days: int = Field(default=1, ge=0)
+
+    @field_validator("lifecycle_quarantine")
+    @classmethod
+    def _quarantine(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            bucket, sep, prefix = entry.partition("/")
+            if not bucket or not sep or len(prefix) > 200:
+                raise ValueError(f"expected bucket/prefix (prefix up to 200 chars), got {entry!r}")
+        return value
+
     @field_validator("metrics_address", "api_address")
     @classmethod
     def _address(cls, value: str) -> str:

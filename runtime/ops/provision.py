@@ -1,19 +1,21 @@
-"""``bucketfn init``: buckets, versioning, MinIO notification rules, RabbitMQ topology.
+"""``bucketfn init``: buckets, versioning, notification and lifecycle rules, RabbitMQ topology.
 
 Idempotent: running it twice changes nothing. A bucket's notification
 configuration is replaced whole by PutBucketNotificationConfiguration, so
 rules this deployment does not own (their id lacks its queue prefix) are read
-and kept.
+and kept; its lifecycle rules are merged the same way (``runtime.ops.lifecycle``).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from runtime.adapters.amqp import Broker
-from runtime.adapters.s3 import S3Storage
+from runtime.adapters.s3 import S3Storage, translate
+from runtime.app.rules import Rule, derive, merged
 from runtime.core.errors import ConfigError
+from runtime.ops import lifecycle
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -30,34 +32,12 @@ def rule_prefix(settings: Settings) -> str:
 def notification_rules(app: App, arn: str, owner: str) -> dict[str, list[dict[str, Any]]]:
     """Per bucket, the MinIO queue rules that deliver every event some route wants.
 
-    One rule per distinct prefix (a prefix covered by a shorter one is dropped);
-    suffixes and event types are matched precisely by the router, so rules never
-    overlap and fan-out to several functions needs no duplicate rule.
+    Derived in :func:`runtime.app.rules.derive`: one rule per distinct prefix (a
+    prefix covered by a shorter one is dropped); suffixes and event types are
+    matched precisely by the router, so rules never overlap and fan-out to
+    several functions needs no duplicate rule.
     """
-    by_bucket: dict[str, set[str]] = defaultdict(set)
-    wanted: dict[str, set[str]] = defaultdict(set)
-    for route in app.routes:
-        by_bucket[route.bucket].add(route.prefix)
-        wanted[route.bucket] |= route.events
-    rules: dict[str, list[dict[str, Any]]] = {}
-    for bucket, prefixes in by_bucket.items():
-        minimal = sorted(
-            p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes)
-        )
-        rules[bucket] = [
-            {
-                "Id": f"{owner}{prefix or '*'}",
-                "QueueArn": arn,
-                "Events": sorted(wanted[bucket]),
-                **(
-                    {"Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}}
-                    if prefix
-                    else {}
-                ),
-            }
-            for prefix in minimal
-        ]
-    return rules
+    return {b: [r.to_config() for r in rules] for b, rules in derive(app, arn, owner).items()}
 
 
 async def merge_notifications(
@@ -65,32 +45,38 @@ async def merge_notifications(
 ) -> bool:
     """Replace bucketfn's rules on ``bucket``, keep everyone else's; True if changed."""
     current: Any = await s3.get_bucket_notification_configuration(Bucket=bucket)
-    queues = [
-        q for q in current.get("QueueConfigurations", []) if not q.get("Id", "").startswith(owner)
-    ]
-    theirs_other = {
-        k: current[k]
-        for k in ("TopicConfigurations", "LambdaFunctionConfigurations")
-        if current.get(k)
-    }
-    mine = [q for q in current.get("QueueConfigurations", []) if q.get("Id", "").startswith(owner)]
-    if _normal(mine) == _normal(ours):
+    config: Any = merged(current, [Rule.from_config(r) for r in ours], owner)
+    if config is None:
         return False
-    config: Any = {"QueueConfigurations": queues + ours, **theirs_other}
-    await s3.put_bucket_notification_configuration(
-        Bucket=bucket,
-        NotificationConfiguration=config,
-    )
+    await s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
     return True
 
 
-def _normal(rules: list[dict[str, Any]]) -> list[tuple[str, str, tuple[str, ...], str]]:
-    out = []
-    for r in rules:
-        filt = r.get("Filter", {}).get("Key", {}).get("FilterRules", [])
-        prefix = next((f["Value"] for f in filt if f["Name"].lower() == "prefix"), "")
-        out.append((r.get("Id", ""), r["QueueArn"], tuple(sorted(r["Events"])), prefix))
-    return sorted(out)
+async def live_rules(storage: S3Storage, buckets: Iterable[str]) -> dict[str, list[Rule] | None]:
+    """Per bucket, the queue rules MinIO holds right now (``None``: no such bucket).
+
+    What ``bucketfn routes check`` compares with the rules the routes derive.
+    """
+    s3 = storage.client
+    found: dict[str, list[Rule] | None] = {}
+    try:
+        listed: Any = await s3.list_buckets()
+        existing = {b["Name"] for b in listed.get("Buckets", [])}
+        for bucket in dict.fromkeys(buckets):
+            if bucket not in existing:
+                found[bucket] = None
+                continue
+            config: Any = await s3.get_bucket_notification_configuration(Bucket=bucket)
+            found[bucket] = [Rule.from_config(q) for q in config.get("QueueConfigurations", [])]
+    except Exception as exc:
+        # The adapter's one mapping: a store that cannot be read is a StorageError.
+        raise translate(exc, "reading notification rules") from exc
+    return found
+
+
+def managed_buckets(app: App, settings: Settings) -> list[str]:
+    """Every bucket ``init`` creates and configures, in a stable order."""
+    return list(dict.fromkeys([*app.buckets, settings.output_bucket, *settings.extra_buckets]))
 
 
 def check_timeouts(app: App, settings: Settings) -> None:
@@ -122,12 +108,17 @@ async def init(app: App, settings: Settings) -> dict[str, Any]:
     """Provision everything ``app`` needs; returns what changed, for the CLI to print."""
     app.check(settings.output_bucket)
     check_timeouts(app, settings)
-    report: dict[str, Any] = {"created_buckets": [], "notifications_changed": []}
+    lifecycle.check_lifecycle(app, settings)
+    report: dict[str, Any] = {
+        "created_buckets": [],
+        "notifications_changed": [],
+        "lifecycle_changed": [],
+    }
     async with Broker.connect(settings) as broker:
         await broker.declare(settings, app)
     async with S3Storage.connect(settings) as storage:
         s3 = storage.client
-        buckets = dict.fromkeys([*app.buckets, settings.output_bucket, *settings.extra_buckets])
+        buckets = managed_buckets(app, settings)
         for bucket in buckets:
             if await storage.ensure_bucket(bucket, versioned=bucket in app.versioned):
                 report["created_buckets"].append(bucket)
@@ -136,4 +127,5 @@ async def init(app: App, settings: Settings) -> dict[str, Any]:
         for bucket in buckets:
             if await merge_notifications(s3, bucket, rules.get(bucket, []), owner):
                 report["notifications_changed"].append(bucket)
+        report["lifecycle_changed"] = await lifecycle.apply(s3, app, settings, buckets)
     return report

@@ -79,6 +79,14 @@ class Harness:
             Invocation(function=route.name, event=event, attempt=attempt)
         )
 
+    def key(self, prefix: str, name: str) -> str:
+        """``prefix + name``: nothing else shares this in-memory store."""
+        return prefix + name
+
+    async def read(self, bucket: str, key: str) -> bytes:
+        """An object's bytes, as the function left them."""
+        return self.storage.objects[(bucket, key)].data
+
     async def run(
         self,
         function: Handler | Route,

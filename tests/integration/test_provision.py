@@ -33,7 +33,11 @@ async def test_init_twice_changes_nothing_and_keeps_foreign_rules(settings: Sett
     )
     try:
         again = await init(functions_app, settings)
-        assert again == {"created_buckets": [], "notifications_changed": []}
+        assert again == {
+            "created_buckets": [],
+            "notifications_changed": [],
+            "lifecycle_changed": [],
+        }
         after = s3.get_bucket_notification_configuration(Bucket="job-inputs")
         ids = [q["Id"] for q in after.get("QueueConfigurations", [])]
         assert "someone-else:archive" in ids

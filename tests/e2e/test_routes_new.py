@@ -1,0 +1,49 @@
+"""One test, two stacks, on the real one; and a scaffolded project, whole, on both.
+
+The unit tier runs function tests in memory. Here the same test files run with
+``BUCKETFN_TEST_STACK=real``: the shipped ``json_canonicalize`` tests, and the
+test ``bucketfn new`` writes, in a copy of the project where every unit test
+must still pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.servers import make_settings, require_minio, require_rabbitmq, s3_client
+from tests.unit.test_new import ROOT, pytest_in, scaffolded
+
+
+@pytest.fixture(autouse=True)
+async def servers() -> None:
+    settings = make_settings()
+    await require_rabbitmq(settings)
+    require_minio(s3_client(settings))
+
+
+def test_a_shipped_function_s_unit_tests_pass_on_the_real_stack() -> None:
+    shown = pytest_in(
+        ROOT, "-s", "tests/unit/test_json_canonicalize.py", env={"BUCKETFN_TEST_STACK": "real"}
+    )
+    assert "6 passed" in shown
+    # The real runtime's own log lines: the events came through MinIO and RabbitMQ.
+    assert "routed" in shown and "invocation dead-lettered" in shown
+
+
+def test_a_scaffolded_project_passes_every_unit_test_and_its_test_on_both_stacks(
+    tmp_path: Path,
+) -> None:
+    root = scaffolded(tmp_path)
+    pytest_in(
+        root,
+        "-m",
+        "not integration and not e2e",
+        "--ignore=tests/unit/test_new.py",  # it copies and scaffolds a project itself
+        "tests/unit",
+    )
+    real = pytest_in(
+        root, "-s", "tests/unit/test_line_count.py", env={"BUCKETFN_TEST_STACK": "real"}
+    )
+    assert "1 passed" in real and "routed" in real
