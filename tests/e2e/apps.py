@@ -72,6 +72,8 @@ async def slow(event: ObjectEvent, ctx: Context) -> dict[str, int]:
     """Marks its start, then works long enough to be killed mid-invocation."""
     await ctx.write(f"started/{uuid.uuid4().hex}", b"")
     await asyncio.sleep(float(os.environ.get("E2E_SLOW_SECONDS", "3")))
+    # One marker per invocation that ran to its end: the side effect a test counts.
+    await ctx.write(f"finished/{uuid.uuid4().hex}", b"")
     return {"size": await _size(event, ctx)}
 
 
