@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import TypedDict
 
 from functions.csv_count.error import CsvFormatError
-from functions.csv_count.scanner import RecordCounter
+from functions.csv_count.scanner import CsvCount, RecordCounter
 from runtime import Context, InputError, ObjectEvent, Router, offload
 
 router = Router()
@@ -30,11 +30,25 @@ async def csv_row_count(event: ObjectEvent, ctx: Context) -> RowCount:
     stream: AsyncIterator[bytes] = ctx.read(event)
     if event.key.endswith(".gz"):
         stream = ctx.gunzip(stream)
-    counter = RecordCounter()
     try:
-        async for chunk in stream:
-            await offload(counter.feed, chunk)  # off the loop: other functions keep going
-        count = counter.finish()
+        count = await count_records(stream)
     except CsvFormatError as exc:
         raise InputError(exc.reason, where=f"byte {exc.offset}") from exc
     return {"rows": count.rows, "columns": list(count.columns), "bytes": count.bytes}
+
+
+async def count_records(stream: AsyncIterator[bytes]) -> CsvCount:
+    """Count a stream of CSV chunks as the function does (the benchmark measures this).
+
+    The native core scans a 1 MiB chunk in about 0.1 ms (7-15 GB/s), less than
+    the hop to a worker thread costs, so it runs on the loop. The pure-Python
+    reference takes milliseconds to seconds a chunk: off the loop, so the
+    dispatcher and other invocations keep going.
+    """
+    counter = RecordCounter()
+    async for chunk in stream:
+        if counter.native:
+            counter.feed(chunk)
+        else:
+            await offload(counter.feed, chunk)
+    return counter.finish()
