@@ -11,7 +11,7 @@ export BUCKETFN_STATE := $(abspath $(STATE))
 
 .PHONY: up down test lint unit venv servers init run stop-runtime stop-api bench faults polling clean
 
-$(BIN)/bucketfn: pyproject.toml setup.py functions/csv_count/_scan.c
+$(BIN)/bucketfn: pyproject.toml setup.py functions/csv_count/_scan.c functions/json_canonical/native/Cargo.toml functions/json_canonical/native/src/lib.rs
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

@@ -15,6 +15,12 @@ RFC 8785, and checks what orjson lets through:
   (orjson makes them floats) are caught by cheap byte counts and scans.
 
 Any violation is re-read by a slow, exact locator that says where it is.
+
+Before all that, a native core (``_jcs``, Rust, built by setup.py where a Rust
+toolchain is present) canonicalizes without building Python objects and without
+the GIL. It only accelerates: whatever it refuses — any error, deep nesting,
+possible integer literals beyond 64 bits — takes the path above, which stays the
+reference the native core is differentially tested against.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import gc
 import math
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from operator import methodcaller
 from typing import Any, overload
 
@@ -32,7 +38,23 @@ from functions.common.lines import MAX_LINE_BYTES, too_long
 from functions.json_canonical.locator import CanonicalError, locate_or, raise_located
 from runtime import offload
 
-__all__ = ["CanonicalError", "canonicalize", "canonicalize_lines", "format_number"]
+_native: Callable[[bytes], bytes | None] | None
+try:
+    from functions.json_canonical._jcs import canonicalize as _native
+except ImportError:  # built without Rust: the pure-Python path does everything
+    _native = None
+
+__all__ = [
+    "NATIVE",
+    "CanonicalError",
+    "canonicalize",
+    "canonicalize_lines",
+    "format_number",
+    "reference_canonicalize",
+]
+
+NATIVE = _native is not None
+"""Whether the native core was built and is tried first."""
 
 _OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 _MAX_SAFE = 2**53 - 1
@@ -98,6 +120,13 @@ def canonicalize(document: bytes, *, max_bytes: int | None = None) -> bytes:
             f"document is {len(document)} bytes, over the limit of {max_bytes}",
             offset=max_bytes,
         )
+    if _native is not None and (out := _native(document)) is not None:
+        return out
+    return reference_canonicalize(document)
+
+
+def reference_canonicalize(document: bytes) -> bytes:
+    """``canonicalize`` in Python and orjson alone: the reference, and every error's path."""
     if len(document) < _GC_PAUSE_BYTES or not gc.isenabled():
         return _canonicalize(document)
     gc.disable()

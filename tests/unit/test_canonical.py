@@ -23,6 +23,20 @@ from functions.json_canonical.canonical import (
 )
 from runtime.core.errors import InputError
 
+
+@pytest.fixture(autouse=True, params=["native", "reference"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs twice: native core first (as in production), and the reference.
+
+    A native core that did not build fails the native runs rather than skipping them.
+    """
+    if request.param == "reference":
+        monkeypatch.setattr(canonical, "_native", None)
+    elif not canonical.NATIVE:
+        pytest.fail("functions.json_canonical._jcs did not build (see setup.py)")
+    return str(request.param)
+
+
 # RFC 8785 Appendix B: IEEE 754 bit patterns and their ECMAScript text.
 APPENDIX_B = [
     (0x0000000000000000, "0"),
@@ -332,13 +346,14 @@ def test_nested_reordered_objects_fall_back_to_the_linear_writer(
         return emit_all(tree, reorder)
 
     monkeypatch.setattr(canonical, "_emit_all", spy)
+    reference = canonical.reference_canonicalize  # the path with the linear writer
     obj: Any = "y" * 50_000
     for level in range(20):
         obj = {"\uffee": level, "\U0001f600": obj}
-    assert canonicalize(json.dumps(obj).encode()) == rfc8785.dumps(obj)
+    assert reference(json.dumps(obj).encode()) == rfc8785.dumps(obj)
     assert calls == [20]
     flat: Any = [{"\uffee": i, "\U0001f600": "y" * 1000} for i in range(100)]
-    assert canonicalize(json.dumps(flat).encode()) == rfc8785.dumps(flat)
+    assert reference(json.dumps(flat).encode()) == rfc8785.dumps(flat)
     assert calls == [20]  # side by side, they need no fallback
 
 
@@ -346,12 +361,13 @@ def test_big_documents_pause_and_restore_the_gc() -> None:
     obj: Any = [{"n": i + 0.5, "f": float(i), "é": [i, -i]} for i in range(5000)]
     text = json.dumps(obj).encode()
     assert len(text) > 100_000
+    reference = canonical.reference_canonicalize  # the path that pauses the GC
     assert gc.isenabled()
-    assert canonicalize(text) == rfc8785.dumps(obj)
+    assert reference(text) == rfc8785.dumps(obj)
     assert gc.isenabled()
     gc.disable()
     try:
-        assert canonicalize(text) == rfc8785.dumps(obj)
+        assert reference(text) == rfc8785.dumps(obj)
         assert not gc.isenabled()
     finally:
         gc.enable()
@@ -414,13 +430,36 @@ def _value(rng: random.Random, depth: int) -> Any:
 
 
 @pytest.mark.parametrize("seed", range(300))
-def test_differential_against_rfc8785(seed: int) -> None:
+def test_differential_against_rfc8785(seed: int, path: str) -> None:
     rng = random.Random(seed)
     obj = _value(rng, 0) if seed % 3 else [_value(rng, 0) for _ in range(50)]
     expected = rfc8785.dumps(obj)
     for ensure_ascii in (True, False):
-        text = json.dumps(obj, ensure_ascii=ensure_ascii, indent=seed % 2 or None)
-        assert canonicalize(text.encode()) == expected
+        text = json.dumps(obj, ensure_ascii=ensure_ascii, indent=seed % 2 or None).encode()
+        assert canonicalize(text) == expected
+        if path == "native":
+            # Taken by the native core itself, not handed to the reference: these
+            # documents are I-JSON with no integer literal beyond 64 bits.
+            assert canonical._native is not None
+            assert canonical._native(text) == expected
+
+
+def test_the_native_core_hands_what_it_does_not_take_to_the_reference(path: str) -> None:
+    refused = [
+        b'{"a": 1, "a": 2}',  # duplicate member: the reference says where
+        b"[9007199254740992]",  # beyond 2^53 - 1
+        b"[123456789012345678901234]",  # an integer literal beyond 64 bits
+        b"[" * 200 + b"]" * 200,  # deeper than the native parser goes
+        b'"\\ud800"',
+        b"[1,]",
+    ]
+    if path == "native":
+        assert canonical._native is not None
+        assert [canonical._native(doc) for doc in refused] == [None] * len(refused)
+    assert canonicalize(b"[" * 200 + b"]" * 200) == b"[" * 200 + b"]" * 200
+    for doc in (refused[0], refused[1], refused[2], refused[4], refused[5]):
+        with pytest.raises(CanonicalError):
+            canonicalize(doc)
 
 
 # --- JSON Lines ------------------------------------------------------------------------
