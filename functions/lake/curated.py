@@ -84,7 +84,11 @@ async def to_curated(event: ObjectEvent, ctx: Context) -> CuratedResult:
             # Not Parquet, or not this dataset's columns: no retry can change the file.
             raise InputError(f"not a staging file of {dataset!r}: {exc}", where=event.key) from exc
     await ctx.still_current(event)
-    await _put_table(ctx, partial_key, partial, {"bucketfn-groups": str(partial.num_rows)})
+    # The partial is this staging file's revision's: promoted, so an older one's never
+    # replaces a newer one's. The total is recomputed from whatever partials are there.
+    await _put_table(
+        ctx, partial_key, partial, {"bucketfn-groups": str(partial.num_rows)}, promote=True
+    )
     partials, total_groups, rounds = await _recompute(ctx, rollup, total_key)
     return {
         "dataset": dataset,
@@ -134,10 +138,13 @@ async def _combine(ctx: Context, rollup: Rollup, listed: list[ObjectInfo]) -> pa
     return await offload(rollup.combine, parts)
 
 
-async def _put_table(ctx: Context, key: str, table: pa.Table, metadata: dict[str, str]) -> None:
+async def _put_table(
+    ctx: Context, key: str, table: pa.Table, metadata: dict[str, str], *, promote: bool = False
+) -> None:
     with spool.spool() as file:
         await offload(pq.write_table, table, file, compression="zstd")
-        await ctx.put(
+        write = ctx.promote if promote else ctx.put
+        await write(
             CURATED,
             key,
             spool.chunks(file),

@@ -97,17 +97,19 @@ async def to_staging(event: ObjectEvent, ctx: Context) -> StagingResult:
             # and the Parquet writer is not thread-safe (closing the spools is enough).
             stager.close()
             raise
-        await ctx.still_current(event)
+        await ctx.still_current(event)  # cheap: skip the uploads when already overtaken
         meta = _metadata(contract, counts)
         # Rejects first: once the staging file appears, its rejects are there to see.
-        await ctx.put(
+        # Promoted, not put: the uploads take minutes for a large file, and a newer
+        # version's run may finish first; an older version must never replace it.
+        await ctx.promote(
             STAGING,
             rejected_key,
             spool.chunks(rejects),
             content_type="application/x-ndjson",
             metadata=meta,
         )
-        await ctx.put(
+        await ctx.promote(
             STAGING,
             staging_key,
             spool.chunks(parquet),

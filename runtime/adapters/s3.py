@@ -16,7 +16,8 @@ import aioboto3
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime.core.errors import ObjectGone, StorageError, Superseded
+from runtime.adapters.endpoints import share_endpoints
+from runtime.core.errors import ObjectGone, StorageError, Superseded, Unaddressable
 from runtime.core.seams import Body, ObjectInfo, Storage
 from runtime.core.settings import Settings, load
 from runtime.core.streams import MIB, rechunk
@@ -25,11 +26,19 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 PART_SIZE = 8 * MIB  # multipart part size: a streamed write holds about two parts
+RANGE_SIZE = 8 * MIB  # bytes per ranged GET: how long a read holds the object's lock
 
 
 def _code(exc: ClientError) -> str:
     err: Any = exc.response.get("Error", {})
     return str(err.get("Code", ""))
+
+
+# What MinIO and S3 answer for a key they cannot name (400; a HEAD has no body, so
+# only its status). Not every 400 is permanent: S3's RequestTimeout is a 400 too.
+_UNADDRESSABLE = frozenset(
+    {"XMinioInvalidObjectName", "InvalidObjectName", "KeyTooLongError", "InvalidURI", "400"}
+)
 
 
 def translate(exc: Exception, what: str) -> StorageError:
@@ -40,6 +49,8 @@ def translate(exc: Exception, what: str) -> StorageError:
             return ObjectGone(f"{what}: {code}")
         if code in ("PreconditionFailed", "412"):
             return Superseded(f"{what}: object changed since the event ({code})")
+        if code in _UNADDRESSABLE:
+            return Unaddressable(f"{what}: the store cannot name this object ({code})")
         return StorageError(f"{what}: {code}: {exc}")
     return StorageError(f"{what}: {type(exc).__name__}: {exc}")
 
@@ -69,6 +80,7 @@ class S3Storage:
             region_name=settings.s3_region,
             config=config,
         ) as client:
+            share_endpoints(client)  # ~0.5 ms of CPU saved per request
             yield cls(client)
 
     @property
@@ -106,24 +118,47 @@ class S3Storage:
         etag: str | None = None,
         chunk_size: int = MIB,
     ) -> AsyncIterator[bytes]:
-        """Stream an object; pinned to the event's version (or etag via If-Match)."""
-        args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        """Stream an object in bounded ranges, each pinned to the one revision.
+
+        One GET for a whole object holds MinIO's per-object lock while it streams:
+        a user's overwrite of the key waited for the whole read (8.6 s behind a
+        560 MB read). Each range is a GET of its own, so writers get in between
+        ranges; every range is pinned to the event's version, else to its etag
+        (If-Match) — else to the etag the first range returned — so the bytes are
+        always one revision's. Pinned to an etag, an overwrite is noticed at the
+        next range: the read ends with ``Superseded`` (412) rather than mixing two
+        revisions. Pinned to a version, it reads on: that version is kept.
+        """
+        pin: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:
-            args["VersionId"] = version_id
+            pin["VersionId"] = version_id
         elif etag:
-            args["IfMatch"] = f'"{etag}"'
-        try:
-            resp = await self._s3.get_object(**args)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, f"GET {bucket}/{key}") from exc
-        body = resp["Body"]
-        try:
-            async for chunk in body.iter_chunks(chunk_size):
-                yield chunk
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise translate(exc, f"GET {bucket}/{key} (reading body)") from exc
-        finally:
-            body.close()
+            pin["IfMatch"] = f'"{etag}"'
+        span = max(RANGE_SIZE, chunk_size)
+        offset, total = 0, None
+        while total is None or offset < total:
+            try:
+                resp = await self._s3.get_object(**pin, Range=f"bytes={offset}-{offset + span - 1}")
+            except (ClientError, BotoCoreError) as exc:
+                if offset == 0 and isinstance(exc, ClientError) and _code(exc) == "InvalidRange":
+                    return  # an empty object has no byte 0 to range over
+                what = f"GET {bucket}/{key}" + (f" (from byte {offset})" if offset else "")
+                raise translate(exc, what) from exc
+            if total is None:
+                total = _total(resp, offset)
+                if "VersionId" not in pin and "IfMatch" not in pin and resp.get("ETag"):
+                    pin["IfMatch"] = resp["ETag"]
+            body = resp["Body"]
+            try:
+                async for chunk in body.iter_chunks(chunk_size):
+                    offset += len(chunk)
+                    yield chunk
+            except (ClientError, BotoCoreError, OSError) as exc:
+                raise translate(exc, f"GET {bucket}/{key} (reading body)") from exc
+            finally:
+                body.close()
+            if total is None or resp.get("ContentLength", 0) == 0:
+                return  # no size to go by (a store without Content-Range): that was all
 
     async def list(
         self, bucket: str, prefix: str = "", *, start_after: str = ""
@@ -188,6 +223,32 @@ class S3Storage:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, f"PUT {bucket}/{key}") from exc
 
+    async def copy(self, bucket: str, key: str, *, to_bucket: str, to_key: str) -> ObjectInfo:
+        """Server-side CopyObject, metadata and content type kept (``MetadataDirective=COPY``)."""
+        try:
+            resp = await self._s3.copy_object(
+                Bucket=to_bucket,
+                Key=to_key,
+                CopySource={"Bucket": bucket, "Key": key},
+                MetadataDirective="COPY",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"COPY {bucket}/{key} to {to_bucket}/{to_key}") from exc
+        etag = resp.get("CopyObjectResult", {}).get("ETag", "")
+        return ObjectInfo(
+            bucket=to_bucket,
+            key=to_key,
+            etag=etag.strip('"') or None,
+            version_id=resp.get("VersionId"),
+        )
+
+    async def delete(self, bucket: str, key: str) -> None:
+        """DeleteObject; S3 answers 204 for a missing key too."""
+        try:
+            await self._s3.delete_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"DELETE {bucket}/{key}") from exc
+
     async def _multipart(
         self, bucket: str, key: str, chunks: AsyncIterable[bytes], extra: dict[str, Any]
     ) -> ObjectInfo:
@@ -235,6 +296,15 @@ class S3Storage:
             etag=result.get("ETag", "").strip('"') or None,
             version_id=result.get("VersionId"),
         )
+
+
+def _total(resp: Mapping[str, Any], offset: int) -> int | None:
+    """The object's size from a ranged GET's ``Content-Range: bytes a-b/total``."""
+    text = str(resp.get("ContentRange") or "")
+    _, _, size = text.rpartition("/")
+    if size.isdigit():
+        return int(size)
+    return None if not text else offset + int(resp.get("ContentLength", 0))
 
 
 def _put_args(extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,9 +12,11 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from runtime.app.ledger import HISTORY, Entry, Ledger, Standing
 from runtime.core import names, streams
 from runtime.core.errors import Superseded, UsageError
 from runtime.core.names import Meta
+from runtime.core.records import digest
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -136,6 +138,8 @@ class Context:
             # and bounded: MinIO refuses more than 2 KiB of metadata in all.
             Meta.SOURCE_KEY: _bounded(_ascii(ev.key)),
             Meta.REVISION: ev.revision,
+            # With the revision: which write of the source an output came from.
+            Meta.SEQUENCER: ev.sequencer or "",
         }
         meta.update(extra)
         return meta
@@ -145,10 +149,14 @@ class Context:
     ) -> ObjectInfo:
         """Write ``name`` beside the result record (bytes, or a stream of chunks)."""
         segments = name.split("/")
-        if any(seg in ("", ".", "..") for seg in segments) or name == names.RESULT_NAME:
+        if (
+            any(seg in ("", ".", "..") for seg in segments)
+            or name == names.RESULT_NAME
+            or segments[0] == HISTORY
+        ):
             raise UsageError(
                 f"invalid output name {name!r}: a relative name without empty, '.' or "
-                f"'..' segments, and not {names.RESULT_NAME!r}"
+                f"'..' segments, not {names.RESULT_NAME!r} and not under {HISTORY!r}"
             )
         return await self.put(
             self.output_bucket, self.output_prefix + name, body, content_type=content_type
@@ -169,6 +177,45 @@ class Context:
         )
         self._outputs[f"s3://{bucket}/{key}"] = None
         return info
+
+    async def promote(
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Write an object derived from this event's revision so no older revision replaces it.
+
+        For a key another invocation of this function may write too (a lake
+        layer's file for this source): the body goes to a history entry under
+        the output prefix, then a server-side copy puts the newest revision's
+        entry in place (:mod:`runtime.app.ledger`). However long the upload
+        takes, an older revision's promotion never ends up over a newer one's.
+        Raises ``Superseded`` if a newer revision's promotion holds the key.
+        """
+        ev = self.event
+        target = digest(f"{bucket}/{key}".encode())
+        ledger = Ledger(
+            storage=self._storage,
+            history_bucket=self.output_bucket,
+            history=f"{self.output_prefix}{HISTORY}/{target}/",
+            bucket=bucket,
+            key=key,
+            source_bucket=ev.bucket,
+            source_key=ev.key,
+        )
+        standing = await ledger.write(
+            Entry.of(ev.revision, ev.sequencer),
+            body,
+            content_type=content_type,
+            metadata=self.lineage(**(metadata or {})),
+        )
+        if standing is Standing.LOST:
+            raise Superseded(f"{bucket}/{key} holds a newer revision of {ev.bucket}/{ev.key}")
+        self._outputs[f"s3://{bucket}/{key}"] = None
 
 
 def _ascii(text: str) -> str:

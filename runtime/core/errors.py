@@ -113,11 +113,22 @@ class Superseded(StorageError):
     """The object changed after the event was emitted; a newer event will handle it."""
 
 
+class Unaddressable(StorageError):
+    """The store refuses to name the object at all (HTTP 400: ``a/../b``, ``a//b``, a key
+    too long): no such object can exist, so no retry can reach it."""
+
+
 class BrokerError(BucketfnError):
     """A publish was nacked, returned as unroutable, or the connection failed."""
 
 
-PERMANENT: tuple[type[BaseException], ...] = (Reject, InputError, UsageError, EventError)
+PERMANENT: tuple[type[BaseException], ...] = (
+    Reject,
+    InputError,
+    UsageError,
+    EventError,
+    Unaddressable,
+)
 """Errors that no retry can fix."""
 
 for _public in (
@@ -133,6 +144,7 @@ for _public in (
     StorageError,
     ObjectGone,
     Superseded,
+    Unaddressable,
     BrokerError,
 ):
     _public.__module__ = "runtime"

@@ -69,6 +69,14 @@ class Storage(Protocol):
         """Objects under ``prefix`` after ``start_after``, in key order (no metadata)."""
         ...
 
+    async def copy(self, bucket: str, key: str, *, to_bucket: str, to_key: str) -> ObjectInfo:
+        """Copy an object server-side, metadata included; ObjectGone if it is missing."""
+        ...
+
+    async def delete(self, bucket: str, key: str) -> None:
+        """Remove an object (a missing one is not an error)."""
+        ...
+
 
 class Publisher(Protocol):
     """The publishing seam: RabbitMQ with confirms, or the harness's recorder."""

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from runtime.app.context import Context
+from runtime.app.ledger import HISTORY, Entry, Ledger, Standing
 from runtime.core import names, retry
 from runtime.core.errors import ObjectGone, Reject, Superseded
 from runtime.core.letters import DeadLetter, Undecodable
@@ -144,7 +145,9 @@ class Worker:
             output=output,
             outputs=ctx.outputs,
         )
-        await self._record(inv, result)
+        if await self._record(inv, result) is Standing.LOST:
+            # A newer revision's record is in place: this one only joined the history.
+            return Outcome(status=Status.SUPERSEDED)
         return Outcome(status=Status.OK, result=result)
 
     def _record_key(self, inv: Invocation) -> str:
@@ -184,24 +187,60 @@ class Worker:
             error=error,
         )
 
-    async def _record(self, inv: Invocation, result: Result) -> None:
+    def _ledger(self, inv: Invocation) -> Ledger:
+        """``result.json`` and its history: one entry per revision of the source."""
+        key = self._record_key(inv)
+        return Ledger(
+            storage=self.storage,
+            history_bucket=self.output_bucket,
+            history=names.output_prefix(self.route.name, inv.event.key) + f"{HISTORY}/",
+            bucket=self.output_bucket,
+            key=key,
+            source_bucket=inv.event.bucket,
+            source_key=inv.event.key,
+        )
+
+    async def _record(self, inv: Invocation, result: Result) -> Standing:
+        """Write the record; where it stands against other revisions' records.
+
+        Never a plain PUT of ``result.json``: the check before the handler ran
+        says nothing about what finished meanwhile, so the record goes into the
+        key's history and the ledger puts the newest revision's in place.
+        """
         try:
             body = dumps(result)
         except (PydanticSerializationError, TypeError, ValueError) as exc:
             # Retrying cannot make a return value serializable: the code must change.
             raise Reject(f"the function's return value is not JSON-serializable: {exc}") from exc
-        await self.storage.put(
-            self.output_bucket,
-            self._record_key(inv),
-            body,
-            content_type="application/json",
-            metadata=Seen.stamp(
-                function=self.route.name,
-                status=result.status,
-                revision=result.source.revision,
-                sequencer=result.source.sequencer,
-            ),
+        metadata = Seen.stamp(
+            function=self.route.name,
+            status=result.status,
+            revision=result.source.revision,
+            sequencer=result.source.sequencer,
         )
+        if inv.job_id is not None:
+            # A job's record is its own key, written for one event only: nothing races it.
+            await self.storage.put(
+                self.output_bucket,
+                self._record_key(inv),
+                body,
+                content_type="application/json",
+                metadata=metadata,
+            )
+            return Standing.NEWEST
+        entry = Entry.of(result.source.revision, result.source.sequencer)
+        return await self._ledger(inv).write(
+            entry, body, content_type="application/json", metadata=metadata
+        )
+
+    async def _succeeded(self, inv: Invocation) -> bool:
+        """Whether this revision has an ``ok`` record already (a failing copy must not undo it)."""
+        if inv.job_id is not None:
+            return False
+        ledger = self._ledger(inv)
+        entry = Entry.of(inv.event.revision, inv.event.sequencer)
+        held = await self.storage.head(ledger.history_bucket, ledger.path(entry))
+        return held is not None and Seen.of(held.metadata or {}).status == "ok"
 
     async def _failed(self, inv: Invocation, exc: Exception) -> Outcome:
         """Decide, then publish the retry or the dead letter (and its record)."""
@@ -277,9 +316,15 @@ class Worker:
             duration_ms=0,
             error=error,
         )
+        if await self._succeeded(inv):
+            # Another copy of this very revision succeeded: nothing is left to fix.
+            return Outcome(status=Status.DUPLICATE)
         # The record first: if it cannot be written, no letter exists yet, and the
         # retry that follows (see _park) cannot leave a second one behind.
-        await self._record(inv, result)
+        if await self._record(inv, result) is not Standing.NEWEST:
+            # An old revision's failure: the newer revision's record stays (or is on
+            # its way), and no one needs to replay an event whose object moved on.
+            return Outcome(status=Status.SUPERSEDED, error=error)
         await self.publisher.publish(
             self.queues.dead_letter(self.route.name),
             dumps(letter),

@@ -129,6 +129,19 @@ class MemoryStorage:
         self.objects[(bucket, key)].content_type = content_type
         return info
 
+    async def copy(self, bucket: str, key: str, *, to_bucket: str, to_key: str) -> ObjectInfo:
+        """Copy an object, metadata included (a new version and Last-Modified, as S3 does)."""
+        obj = self.objects.get((bucket, key))
+        if obj is None:
+            raise ObjectGone(f"COPY {bucket}/{key}: NoSuchKey")
+        info = self.put_bytes(to_bucket, to_key, obj.data, obj.metadata)
+        self.objects[(to_bucket, to_key)].content_type = obj.content_type
+        return info
+
+    async def delete(self, bucket: str, key: str) -> None:
+        """Remove an object; a missing one is not an error (as in S3)."""
+        self.objects.pop((bucket, key), None)
+
 
 @dataclass(slots=True)
 class MemoryPublisher:

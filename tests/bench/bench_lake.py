@@ -13,6 +13,7 @@ Run ``python -m tests.bench.bench_lake [MB]`` (default 100). Two figures:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -59,6 +60,9 @@ class DiskStorage:
     def __init__(self, path: str) -> None:
         self.path = path
         self.written: dict[str, int] = {}
+        # What a written key holds (sizes and metadata, never data): the result
+        # ledger lists, HEADs and copies what it wrote.
+        self.held: dict[str, ObjectInfo] = {}
 
     async def stream(
         self,
@@ -74,7 +78,11 @@ class DiskStorage:
                 yield chunk
 
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
-        return ObjectInfo(bucket=bucket, key=key, etag="bench", version_id=None)
+        if f"{bucket}/{key}" in self.held:
+            return self.held[f"{bucket}/{key}"]
+        if key == KEY:  # the one input
+            return ObjectInfo(bucket=bucket, key=key, etag="bench", version_id=None)
+        return None
 
     async def put(
         self,
@@ -87,15 +95,34 @@ class DiskStorage:
     ) -> ObjectInfo:
         size = len(body) if isinstance(body, bytes) else sum([len(c) async for c in body])
         self.written[f"{bucket}/{key}"] = size
-        return ObjectInfo(bucket=bucket, key=key, etag="x", version_id=None, size=size)
+        info = ObjectInfo(
+            bucket=bucket,
+            key=key,
+            etag="x",
+            version_id=None,
+            size=size,
+            metadata=dict(metadata or {}),
+        )
+        self.held[f"{bucket}/{key}"] = info
+        return info
 
     async def list(
         self, bucket: str, prefix: str = "", *, start_after: str = ""
     ) -> AsyncIterator[ObjectInfo]:
-        # Writes are discarded, so there is never anything to list.
-        nothing: tuple[ObjectInfo, ...] = ()
-        for info in nothing:
-            yield info
+        for name in sorted(self.held):
+            info = self.held[name]
+            if info.bucket == bucket and info.key.startswith(prefix) and info.key > start_after:
+                yield info
+
+    async def copy(self, bucket: str, key: str, *, to_bucket: str, to_key: str) -> ObjectInfo:
+        src = self.held[f"{bucket}/{key}"]
+        info = dataclasses.replace(src, bucket=to_bucket, key=to_key)
+        self.held[f"{to_bucket}/{to_key}"] = info
+        self.written[f"{to_bucket}/{to_key}"] = src.size or 0
+        return info
+
+    async def delete(self, bucket: str, key: str) -> None:
+        self.held.pop(f"{bucket}/{key}", None)
 
 
 def _status_mb(field: str) -> float:

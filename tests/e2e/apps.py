@@ -67,6 +67,30 @@ async def fixable(event: ObjectEvent, ctx: Context) -> dict[str, int]:
     return {"size": await _size(event, ctx)}
 
 
+RACING: dict[str, int] = {}  # key → invocations of `racer` running now (one process)
+OVERLAPPED: set[str] = set()  # keys on which two `racer` invocations ran at once
+
+
+@router.function(bucket="raw", prefix="e2e-race/", suffix=".race")
+async def racer(event: ObjectEvent, ctx: Context) -> dict[str, str]:
+    """Reads its own version (a versioned bucket: it never notices a newer one), then
+    waits and succeeds or fails as the body says: ``ok:<seconds>`` or ``bad:<seconds>``."""
+    RACING[event.key] = RACING.get(event.key, 0) + 1
+    try:
+        if RACING[event.key] > 1:
+            OVERLAPPED.add(event.key)
+        body = b"".join([c async for c in ctx.read(event)]).decode()
+        verdict, _, wait = body.partition(":")
+        await asyncio.sleep(float(wait))
+        if RACING[event.key] > 1:
+            OVERLAPPED.add(event.key)
+        if verdict == "bad":
+            raise InputError("told to fail")
+        return {"body": body}
+    finally:
+        RACING[event.key] -= 1
+
+
 @crash_router.function(bucket="job-inputs", prefix="e2e-slow/")
 async def slow(event: ObjectEvent, ctx: Context) -> dict[str, int]:
     """Marks its start, then works long enough to be killed mid-invocation."""

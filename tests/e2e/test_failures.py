@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import functools
 import subprocess
 import sys
 import time
@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from runtime import ObjectEvent
 from runtime.adapters.amqp import Broker
 from runtime.adapters.topology import queue_arguments
 from runtime.core.names import result_key
@@ -22,7 +23,14 @@ from runtime.ops.deadletters import DeadLetters, Entry, select
 from runtime.ops.provision import init
 from tests.e2e import apps
 from tests.e2e.conftest import Stack
-from tests.servers import delete_queues, make_settings, remove_rules, unique, wait_for_object
+from tests.servers import (
+    delete_queues,
+    deployment_env,
+    make_settings,
+    remove_rules,
+    unique,
+    wait_for_object,
+)
 from tests.unit.test_events import minio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,21 +194,39 @@ async def test_stale_event_never_overwrites_the_newer_result(stack: Stack) -> No
             break
         await asyncio.sleep(0.2)
     assert doc["output"]["rows"] == 3
-    # Redeliver the first write's event now, after the newer result exists. Without a
-    # sequencer (not a hard-coded one that may or may not sort older), the worker must
-    # ask the store what is current and find the event stale.
-    stale = orjson.loads(minio(key.replace(" ", "+")))
-    stale["Records"][0]["s3"]["object"]["eTag"] = old_etag
-    del stale["Records"][0]["s3"]["object"]["sequencer"]
-    before = stack.seen.outcomes.count(("csv_row_count", key, "superseded"))
-    async with Broker.connect(stack.settings) as broker:
-        await broker.publish(stack.settings.queues.ingress, orjson.dumps(stale))
-    await stack.seen.until(
-        lambda: stack.seen.outcomes.count(("csv_row_count", key, "superseded")) > before
-    )
-    final = await wait_for_object(stack.s3, "job-outputs", rkey)
-    assert final["output"]["rows"] == 3
-    assert final["event_id"] == doc["event_id"]
+    # The store's own event for the first write, as the runtime received it: its real
+    # etag and sequencer (not a hard-coded one that may or may not sort older).
+    await stack.seen.until(lambda: len(_events_of(stack, key)) >= 2)
+    first = min(_events_of(stack, key), key=lambda e: int(e.sequencer or "0", 16))
+    assert first.etag == old_etag and first.sequencer is not None
+    # Redeliver it after the newer result exists: with its sequencer the record's
+    # metadata says it is older; without one (as the sweep sends) the worker asks the
+    # store what is current. Either way it must be consumed and found stale.
+    for sequencer in (first.sequencer, None):
+        stale = orjson.loads(minio(key.replace(" ", "+")))
+        stale["Records"][0]["s3"]["object"]["eTag"] = first.etag
+        stale["Records"][0]["s3"]["object"]["size"] = first.size
+        if sequencer is None:
+            del stale["Records"][0]["s3"]["object"]["sequencer"]
+        else:
+            stale["Records"][0]["s3"]["object"]["sequencer"] = sequencer
+        refused = ("csv_row_count", key, "superseded")
+        before = stack.seen.outcomes.count(refused)
+        async with Broker.connect(stack.settings) as broker:
+            await broker.publish(stack.settings.queues.ingress, orjson.dumps(stale))
+        await stack.seen.until(functools.partial(_more, stack, refused, before))
+        final = await wait_for_object(stack.s3, "job-outputs", rkey)
+        assert final["output"]["rows"] == 3
+        assert final["event_id"] == doc["event_id"]
+
+
+def _more(stack: Stack, outcome: tuple[str, str, str], than: int) -> bool:
+    return stack.seen.outcomes.count(outcome) > than
+
+
+def _events_of(stack: Stack, key: str) -> list[ObjectEvent]:
+    """The store's events for ``key`` the runtime dispatched (not the test's own)."""
+    return [e for e in stack.seen.events if e.key == key and e.source == "minio"]
 
 
 # --- a runtime in its own process, killed with SIGKILL -------------------------------
@@ -220,8 +246,7 @@ class Process:
 
     def __init__(self, settings: Settings, log: Path) -> None:
         self.env = {
-            **os.environ,
-            "BUCKETFN_QUEUE_PREFIX": settings.queue_prefix,
+            **deployment_env(settings),
             "BUCKETFN_DELIVERY_LIMIT": str(settings.delivery_limit),
             "E2E_SLOW_SECONDS": "3",
             # Any free port: a `make up` runtime may hold the default one.
@@ -336,7 +361,7 @@ async def test_sigterm_finishes_in_flight_work_and_exits_zero(
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BUCKETFN_QUEUE_PREFIX": settings.queue_prefix}
+    env = deployment_env(settings)
     return subprocess.run(
         [sys.executable, "-m", "runtime", "dlq", *args, "--app", "tests.e2e.conftest:APP"],
         cwd=ROOT,
