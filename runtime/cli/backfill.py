@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -84,6 +85,21 @@ def backfill_command(
                 )
 
             tallies = asyncio.run(go(update))
+    elif not json:
+        # Not a terminal (a log, CI, a pipe): a plain line at most once a second.
+        last = [0.0]
+
+        def line(name: str, t: Tally) -> None:
+            if time.monotonic() - last[0] >= 1.0:
+                last[0] = time.monotonic()
+                verb = "would enqueue" if dry_run else "enqueued"
+                output.err.print(
+                    f"{name}: listed {t.listed:,} · done {t.done:,} · {verb} {t.enqueued:,}",
+                    markup=False,
+                    highlight=False,
+                )
+
+        tallies = asyncio.run(go(line))
     else:
         tallies = asyncio.run(go(lambda name, t: None))
     rows = {

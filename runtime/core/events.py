@@ -1,9 +1,12 @@
 """S3 event records → one normalized :class:`ObjectEvent`.
 
-Three wire shapes parse: MinIO's (``{"EventName", "Key", "Records": [...]}``),
-AWS S3's (``{"Records": [...]}``, event names without the ``s3:`` prefix) and
+Four wire shapes parse: MinIO's (``{"EventName", "Key", "Records": [...]}``),
+AWS S3's (``{"Records": [...]}``, event names without the ``s3:`` prefix),
 Ceph RGW's (AWS-like, ``eventSource: "ceph:s3"``, metadata as a list of
-``{"key", "val"}``). Keys arrive URL-encoded the way Go's ``url.QueryEscape``
+``{"key", "val"}``, an event name with or without ``s3:``, a size that may be a
+string) and AWS EventBridge's (one event per message: ``detail-type``
+``"Object Created"``, the object under ``detail``, its operation in
+``detail.reason``). Keys arrive URL-encoded the way Go's ``url.QueryEscape``
 does it (``+`` for space, ``%2F`` for ``/``) and are decoded here, once.
 """
 
@@ -33,6 +36,19 @@ DATA_EVENTS: frozenset[str] = frozenset({PUT, POST, COPY, MULTIPART})
 retention and legal-hold changes, which must not re-run a function."""
 
 META_PREFIX = "x-amz-meta-"
+
+EVENTBRIDGE_REASONS: dict[str, str] = {
+    "PutObject": PUT,
+    "POST Object": POST,
+    "CopyObject": COPY,
+    "CompleteMultipartUpload": MULTIPART,
+}
+"""EventBridge's ``detail.reason`` of an "Object Created" event → the S3 event name."""
+EVENTBRIDGE_DELETIONS: dict[str, str] = {
+    "Permanently Deleted": "s3:ObjectRemoved:Delete",
+    "Delete Marker Created": "s3:ObjectRemoved:DeleteMarkerCreated",
+}
+"""EventBridge's ``detail.deletion-type`` of an "Object Deleted" event → the S3 event name."""
 
 
 class ObjectEvent(BaseModel):
@@ -79,6 +95,11 @@ def parse(body: bytes) -> list[ObjectEvent]:
         raise EventError(f"expected a JSON object, got {type(doc).__name__}", body=body)
     if doc.get("Event") == "s3:TestEvent":
         return []
+    if "detail-type" in doc:
+        try:
+            return _eventbridge(doc)
+        except Exception as exc:  # noqa: BLE001 - as for records below: EventError alone
+            raise EventError(f"malformed EventBridge event: {_describe(exc)}", body=body) from None
     records = doc.get("Records")
     if not isinstance(records, list) or not records:
         raise EventError("no 'Records' list in message", body=body)
@@ -127,6 +148,48 @@ def _record(rec: Mapping[str, Any]) -> ObjectEvent:
         metadata=_metadata(obj),
         source=source,
     )
+
+
+def _eventbridge(doc: Mapping[str, Any]) -> list[ObjectEvent]:
+    """An AWS EventBridge event: one object, no metadata, the operation in ``reason``.
+
+    "Object Created" is sent for new data only (tags, ACLs and restores have
+    detail types of their own), so an unknown ``reason`` still means new data.
+    Detail types that are about no object's data yield no event, like a store's
+    test event, rather than a dead letter.
+    """
+    kind = str(doc["detail-type"])
+    if str(doc.get("source", "aws.s3")) != "aws.s3":
+        raise ValueError(f"not an S3 event: source {doc.get('source')!r}")
+    detail = doc["detail"]
+    if kind == "Object Created":
+        name = EVENTBRIDGE_REASONS.get(str(detail.get("reason", "")), PUT)
+    elif kind == "Object Deleted":
+        name = EVENTBRIDGE_DELETIONS.get(
+            str(detail.get("deletion-type", "")), "s3:ObjectRemoved:Delete"
+        )
+    else:
+        return []
+    obj = detail["object"]
+    bucket = str(detail["bucket"]["name"])
+    key = decode_key(str(obj["key"]))  # URL-encoded as in S3's own notifications
+    etag = obj.get("etag") or None
+    version = obj.get("version-id") or None
+    sequencer = obj.get("sequencer") or None
+    return [
+        ObjectEvent(
+            event_id=event_id(bucket, key, name, version, etag, sequencer),
+            event_name=name,
+            bucket=bucket,
+            key=key,
+            size=obj.get("size"),
+            etag=etag.strip('"') if isinstance(etag, str) else None,
+            version_id=version,
+            sequencer=sequencer,
+            event_time=doc.get("time") or None,
+            source="aws",
+        )
+    ]
 
 
 def _source(event_source: str) -> Source:

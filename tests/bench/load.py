@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
 from datetime import datetime
@@ -38,14 +39,17 @@ async def open_loop(rate: float, seconds: float, settings: Settings) -> dict[str
     run = uuid.uuid4().hex[:8]
     n = int(rate * seconds)
     done: dict[str, float] = {}
+    puts: list[float] = []
     async with S3Storage.connect(settings) as storage:
         t0 = time.time() + 0.2
 
         async def one(i: int) -> None:
             await asyncio.sleep(max(0.0, t0 + i / rate - time.time()))
             key = f"uploads/bench-{run}/{i}.csv"
+            sent = time.time()
             await storage.put("job-inputs", key, BODY, content_type="text/csv")
             done[key] = time.time()
+            puts.append(done[key] - sent)
 
         await asyncio.gather(*(one(i) for i in range(n)))
         put_lag = max(done.values()) - (t0 + (n - 1) / rate)
@@ -57,10 +61,16 @@ async def open_loop(rate: float, seconds: float, settings: Settings) -> dict[str
             paginator = s3.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket="job-outputs", Prefix=prefix):
                 for obj in page.get("Contents", []):
+                    if not obj["Key"].endswith("/result.json"):
+                        continue  # a history entry of the result ledger, not a result
                     src = obj["Key"].removeprefix("csv_row_count/").removesuffix("/result.json")
                     finished[src] = obj["LastModified"].timestamp()
             if len(finished) < n:
                 await asyncio.sleep(0.5)
+        # Leave nothing behind: every sweep pass lists uploads/, and a growing
+        # pile of old bench objects would cost the next measurement CPU.
+        await _remove(storage, "job-inputs", f"uploads/bench-{run}/")
+        await _remove(storage, "job-outputs", prefix)
     latencies = [finished[k] - done[k] for k in finished if k in done]
     span = max(finished.values()) - t0 if finished else float("inf")
     return {
@@ -72,7 +82,18 @@ async def open_loop(rate: float, seconds: float, settings: Settings) -> dict[str
         "p50_ms": round(pct(latencies, 50) * 1000, 1) if latencies else None,
         "p99_ms": round(pct(latencies, 99) * 1000, 1) if latencies else None,
         "max_ms": round(max(latencies) * 1000, 1) if latencies else None,
+        "put_p50_ms": round(pct(puts, 50) * 1000, 1),
+        "put_p99_ms": round(pct(puts, 99) * 1000, 1),
+        "load_avg": round(os.getloadavg()[0], 2),
     }
+
+
+async def _remove(storage: S3Storage, bucket: str, prefix: str) -> None:
+    """Delete every object under ``prefix``, a thousand per request."""
+    keys = [info.key async for info in storage.list(bucket, prefix)]
+    for start in range(0, len(keys), 1000):
+        batch: Any = {"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True}
+        await storage.client.delete_objects(Bucket=bucket, Delete=batch)
 
 
 async def minio_put_rate(settings: Settings, seconds: float = 5, concurrency: int = 32) -> float:

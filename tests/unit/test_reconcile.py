@@ -183,3 +183,32 @@ async def test_a_rewrite_in_the_same_second_as_its_record_is_not_taken_for_done(
     )
     (page,) = [p async for p in rec.pages(ROUTE)]
     assert (page.done, page.pending) == (1, [])
+
+
+async def test_a_checkpoint_left_by_a_run_on_another_prefix_is_not_resumed() -> None:
+    # One checkpoint per function: a run on p/b/ interrupted, then a run on p/a/,
+    # would list p/a/ after "p/b/..." and find nothing at all.
+    storage, _published, _, rec = setup()
+    for sub in ("a", "b"):
+        for i in range(20):
+            storage.put_bytes("in", f"p/{sub}/{i:02d}.csv", b"x")
+    settings = Settings(output_bucket="out", queue_prefix="t")
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_one_page(name: str, tally: object) -> None:
+        raise Interrupted
+
+    with contextlib.suppress(Interrupted):
+        await backfill(
+            [ROUTE],
+            settings,
+            storage,
+            rec,
+            scope=Scope(prefix="p/b/"),
+            rate=10,
+            progress=stop_after_one_page,
+        )
+    other = await backfill([ROUTE], settings, storage, rec, scope=Scope(prefix="p/a/"))
+    assert (other["count"].listed, other["count"].enqueued) == (20, 20)
