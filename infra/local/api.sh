@@ -6,6 +6,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=env.sh
 source "$(dirname "$0")/env.sh"
+# shellcheck source-path=SCRIPTDIR source=identities.sh
+source "$(dirname "$0")/identities.sh"
 
 DIR="$STATE/api"
 PIDFILE="$DIR/api.pid"
@@ -33,6 +35,7 @@ start() {
     args=(--token-file "$TOKEN_FILE")
     where="the token in $TOKEN_FILE"
   fi
+  run_as api # its own MinIO identity: what it presigns can do only what the API may
   start_pid "$PIDFILE" "$ROOT/.venv/bin/bucketfn" api "${BUCKETFN_APP:-functions:app}" "${args[@]}" \
     >>"$DIR/api.log" 2>&1
   wait_until 80 0.25 healthy_or_die ||

@@ -4,6 +4,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=env.sh
 source "$(dirname "$0")/env.sh"
+# shellcheck source-path=SCRIPTDIR source=identities.sh
+source "$(dirname "$0")/identities.sh"
 
 DIR="$STATE/minio"
 PIDFILE="$DIR/minio.pid"
@@ -34,7 +36,10 @@ start() {
   mkdir -p "$DIR"/data{1..4} "$DIR/events"
   # The AMQP notification target: shared settings, then this host's address.
   set -a; source "$ROOT/infra/minio/notify.env"; set +a
-  export MINIO_NOTIFY_AMQP_URL_BUCKETFN="amqp://$RABBITMQ_USER:$RABBITMQ_PASSWORD@$RABBITMQ_HOST:$RABBITMQ_PORT"
+  # As the publisher user `bucketfn init` creates: the events exchange, nothing else.
+  # Until init has run, MinIO's target cannot connect and retries (no rule uses it yet).
+  MINIO_NOTIFY_AMQP_URL_BUCKETFN="$(amqp_url_as publisher)"
+  export MINIO_NOTIFY_AMQP_URL_BUCKETFN
   if [ "$BUCKETFN_PROFILE" = durable ]; then
     export MINIO_NOTIFY_AMQP_QUEUE_DIR_BUCKETFN="$DIR/events"
     export MINIO_NOTIFY_AMQP_QUEUE_LIMIT_BUCKETFN=100000

@@ -4,6 +4,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=env.sh
 source "$(dirname "$0")/env.sh"
+# shellcheck source-path=SCRIPTDIR source=identities.sh
+source "$(dirname "$0")/identities.sh"
 
 DIR="$STATE/runtime"
 PIDFILE="$DIR/runtime.pid"
@@ -12,6 +14,8 @@ case "${1:-}" in
   start)
     if pid_running "$PIDFILE"; then log "already running (pid $(cat "$PIDFILE"))"; exit 0; fi
     mkdir -p "$DIR"
+    run_as runtime # its own MinIO identity (init.sh made it), never the admin
+    amqp_run_as runtime # and its own broker identity: it cannot publish as MinIO
     start_pid "$PIDFILE" "$ROOT/.venv/bin/bucketfn" run "${BUCKETFN_APP:-functions:app}" >>"$DIR/runtime.log" 2>&1
     sleep 1
     pid_running "$PIDFILE" || die_with_log 20 "runtime exited:" "$DIR/runtime.log"

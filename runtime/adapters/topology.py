@@ -1,14 +1,26 @@
-"""The RabbitMQ topology of a deployment, as plain data: every queue and its arguments.
+"""The RabbitMQ topology of a deployment, as plain data: exchanges, queues, bindings, policy.
 
 Every queue is a durable quorum queue. Queue arguments are fixed when a queue
 is first declared (RabbitMQ never changes them in place), so they are computed
 here, once, for ``init``, the runtime and the tests alike.
+
+MinIO's AMQP target checks only the publisher confirm, and RabbitMQ confirms a
+message no queue binds right after returning it: an event published while the
+ingress is unbound would be lost. So the events exchange has an *alternate
+exchange*, a fanout into each deployment's ``unrouted`` queue, which the
+dispatcher drains. It is set by a policy, not a declare argument: MinIO
+re-declares the exchange before every publish with no arguments, and a
+declare that differs from the exchange's arguments fails.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from runtime.adapters.management import Policy
+from runtime.core.names import unrouted_exchange
 from runtime.core.retry import tiers_for
 
 if TYPE_CHECKING:
@@ -50,6 +62,12 @@ def queue_arguments(settings: Settings, app: App) -> dict[str, dict[str, Any]]:
             **_dead_letter_to(q.ingress_dlq),
         },
         q.ingress_dlq: dict(_KEEP),
+        # What the events exchange could not route; drained like the ingress.
+        q.unrouted: {
+            **_QUORUM,
+            "x-delivery-limit": limit,
+            **_dead_letter_to(q.ingress_dlq),
+        },
         # One token circulates here; the single active consumer holding it is the
         # one sweeper of the deployment. A holder that dies returns the token, which
         # must never reach a delivery limit, hence _KEEP's.
@@ -79,3 +97,52 @@ def function_queues(q: Queues, route: Route, limit: int) -> dict[str, dict[str, 
             **_dead_letter_to(work),
         }
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """An exchange bucketfn declares (durable, never auto-deleted, no arguments)."""
+
+    name: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """``queue`` receives what ``exchange`` routes with ``routing_key``."""
+
+    queue: str
+    exchange: str
+    routing_key: str
+
+
+def exchanges(settings: Settings) -> list[Exchange]:
+    """The events exchange (declared exactly as MinIO does) and its alternate exchange."""
+    return [
+        Exchange(settings.exchange, settings.exchange_type),
+        Exchange(unrouted_exchange(settings.exchange), "fanout"),
+    ]
+
+
+def bindings(settings: Settings) -> list[Binding]:
+    """The ingress on the events exchange; the unrouted queue on its alternate exchange."""
+    q = settings.queues
+    return [
+        Binding(q.ingress, settings.exchange, settings.routing_key),
+        Binding(q.unrouted, unrouted_exchange(settings.exchange), ""),
+    ]
+
+
+def unrouted_policy(settings: Settings) -> Policy:
+    """The policy that gives the events exchange its alternate exchange.
+
+    ``apply-to: exchanges`` and a pattern matching that one name: an object
+    has one effective policy, so this never displaces a queue policy.
+    """
+    ae = unrouted_exchange(settings.exchange)
+    return Policy(
+        name=ae,
+        pattern=f"^{re.escape(settings.exchange)}$",
+        definition={"alternate-exchange": ae},
+        apply_to="exchanges",
+    )

@@ -19,12 +19,41 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
 from runtime.core.names import Header
 from runtime.core.records import ErrorInfo, Invocation, Model, digest, fingerprint, now
+
+MAX_REASON = 1024  # characters of a reason kept in a header (headers count toward the frame)
+PREVIEW_BYTES = 4096  # of a raw body, in what the tools show
+
+
+def raw_headers(reason: str, at: datetime | None = None) -> dict[str, str]:
+    """The headers of a raw ingress dead letter: why (bounded) and when."""
+    return {
+        Header.REASON: reason[:MAX_REASON],
+        Header.RECEIVED_AT: (at or now()).isoformat(),
+    }
+
+
+def _raw_ingress(
+    body: bytes, meta: Mapping[str, Any], message_id: str | None
+) -> IngressDeadLetter | None:
+    """A raw ingress dead letter (body as it came, reason in headers), if it is one."""
+    if _text(meta.get(Header.KIND)) != IngressDeadLetter.KIND:
+        return None
+    reason = _text(meta.get(Header.REASON))
+    if reason is None:
+        return None  # an older entry: the JSON wrapper, decoded as such
+    at = _text(meta.get(Header.RECEIVED_AT))
+    try:
+        received = datetime.fromisoformat(at) if at else now()
+    except ValueError:
+        received = now()
+    letter = IngressDeadLetter.of(reason, body, ident=message_id)
+    return letter.model_copy(update={"received_at": received, "size": len(body)})
 
 
 class _Raw(Model):
@@ -52,9 +81,30 @@ class _Raw(Model):
 
 
 class IngressDeadLetter(_Raw):
-    """A message on the ingress queue that is not a bucket event."""
+    """A message on the ingress queue that is not a bucket event.
 
+    On the wire it is the raw message body as it came, with the reason and
+    time in headers (:func:`raw_headers`): re-wrapped in JSON (escapes) or
+    base64, a body that fitted the broker's maximum message size could exceed
+    it and close the dispatcher's channel. Older entries are the JSON wrapper.
+    """
+
+    KIND: ClassVar[str] = "ingress-dead-letter"
     kind: Literal["ingress-dead-letter"] = "ingress-dead-letter"
+    size: int | None = None
+
+    @property
+    def preview(self) -> dict[str, Any]:
+        """What ``dlq show`` displays: bounded, however large the body is."""
+        text = self.body[:PREVIEW_BYTES].decode(errors="replace")
+        return {
+            "kind": self.kind,
+            "id": self.id,
+            "reason": self.reason,
+            "received_at": self.received_at.isoformat(),
+            "size": len(self.body),
+            "body_preview": text,
+        }
 
     @classmethod
     def of(cls, reason: str, body: bytes, *, ident: str | None = None) -> IngressDeadLetter:
@@ -150,13 +200,18 @@ def decode(
 
     ``function`` is the queue's function (None for the ingress dead-letter queue).
     """
+    meta = headers or {}
+    # Checked before the body is read as a letter: a raw body is whatever was
+    # published to the ingress, and may itself look like any letter.
+    raw = _raw_ingress(body, meta, message_id)
+    if raw is not None:
+        return raw
     try:
         return _LETTER.validate_json(body)
     except ValidationError:
         pass
     # x-last-death-reason (RabbitMQ 3.13+) says why it came here this time;
     # x-first-death-reason stays as the first death (e.g. "expired" in a delay tier).
-    meta = headers or {}
     death = _text(meta.get(Header.LAST_DEATH_REASON) or meta.get(Header.FIRST_DEATH_REASON))
     if death:
         try:

@@ -39,6 +39,9 @@ class Header:
     ATTEMPT = "x-bucketfn-attempt"
     KIND = "x-bucketfn-kind"
     FINGERPRINT = "x-bucketfn-fingerprint"
+    # An ingress dead letter keeps the raw body as it came; why, and when, ride here.
+    REASON = "x-bucketfn-reason"
+    RECEIVED_AT = "x-bucketfn-received-at"
     FIRST_DEATH_REASON = "x-first-death-reason"
     LAST_DEATH_REASON = "x-last-death-reason"
 
@@ -82,6 +85,27 @@ class Queues:
         return f"{self.prefix}.fn.{function}.retry.{delay_ms}ms"
 
     @property
+    def unrouted(self) -> str:
+        """Where the events exchange's alternate exchange puts what no queue binds."""
+        return f"{self.prefix}.unrouted"
+
+    @property
+    def runtime_user(self) -> str:
+        """The RabbitMQ user the runtime runs as, limited to this deployment's names."""
+        return f"{self.prefix}-runtime"
+
+    @property
+    def publisher_user(self) -> str:
+        """The RabbitMQ user MinIO publishes as: the events exchange and nothing else."""
+        return f"{self.prefix}-publisher"
+
+    @property
+    def dead_letter_reader(self) -> str:
+        """An exclusive, auto-deleted queue: held by the one process reading the
+        dead-letter queues whole for ``/metrics``, so two readers never interleave."""
+        return f"{self.prefix}.dlq-reader"
+
+    @property
     def sweep(self) -> str:
         """The sweep's lease: a single-active-consumer queue holding one token."""
         return f"{self.prefix}.sweep"
@@ -103,6 +127,50 @@ class Queues:
     def rule_prefix(self) -> str:
         """Ids of the MinIO notification rules this deployment owns start with this."""
         return f"{self.prefix}:"
+
+
+def unrouted_exchange(exchange: str) -> str:
+    """The alternate exchange of ``exchange`` (and the name of the policy that sets it).
+
+    Derived from the events exchange, not a prefix: every deployment sharing
+    the exchange sets the same policy, so none takes it from another.
+    """
+    return f"{exchange}.unrouted"
+
+
+DEPLOYMENT_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
+"""A deployment name: lower-case, so its MinIO target id (upper-cased) is one-to-one with it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """The names one deployment owns on a MinIO and a RabbitMQ it shares with others.
+
+    MinIO publishes each notification target's events with that target's one
+    routing key, so a deployment of its own needs a target of its own: its rules
+    point at its target, whose routing key only its ingress is bound to. The
+    default, ``bucketfn``, keeps the names used before deployments had names.
+    """
+
+    name: str = "bucketfn"
+
+    @property
+    def routing_key(self) -> str:
+        """The key MinIO publishes this deployment's events with (its ingress binding)."""
+        return f"{self.name}.ingress"
+
+    @property
+    def target_id(self) -> str:
+        """The MinIO AMQP target: ``notify_amqp:<ID>`` / ``MINIO_NOTIFY_AMQP_*_<ID>``."""
+        return self.name.upper()
+
+    def target_arn(self, region: str = "") -> str:
+        """The ARN the notification rules name (MinIO's region is empty unless configured)."""
+        return f"arn:minio:sqs:{region}:{self.target_id}:amqp"
+
+    def identity(self, role: str) -> str:
+        """The MinIO user — and its policy — ``role`` (runtime, api) runs as."""
+        return f"{self.name}-{role}"
 
 
 _ESCAPED = {"": "%00", ".": "%2E", "..": "%2E%2E"}

@@ -7,11 +7,13 @@ default credentials); production overrides them all.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.core.errors import ConfigError
-from runtime.core.names import Queues
+from runtime.core.names import DEPLOYMENT_PATTERN, Deployment, Queues
 from runtime.core.streams import MIB
 
 
@@ -27,15 +29,39 @@ class Settings(BaseSettings):
     s3_max_connections: int = Field(default=64, ge=1)
 
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    # The deployment's name: its MinIO target, routing key and (by default) queue
+    # prefix derive from it (runtime.core.names.Deployment), so deployments that
+    # share one MinIO and RabbitMQ never see each other's events.
+    deployment: str = Field(default="bucketfn", pattern=DEPLOYMENT_PATTERN)
     # MinIO re-declares this exchange before every publish with exactly these
     # properties; the runtime must declare it identically or one side fails.
     exchange: str = "bucketfn.events"
     exchange_type: str = "direct"
-    routing_key: str = "bucketfn.ingress"
-    # The MinIO notification target id: MINIO_NOTIFY_AMQP_ENABLE_<ID>=on.
+    routing_key: str = "bucketfn.ingress"  # unless set: `<deployment>.ingress`
+    # RabbitMQ's management HTTP API, with amqp_url's credentials: what `init` sets
+    # that AMQP cannot (the alternate-exchange policy, users, permissions). Unset:
+    # amqp_url's host on RabbitMQ's own port pairing (AMQP port + 10000: 15672).
+    amqp_management_url: str | None = None
+    # The broker identities `init` keeps (users `<queue prefix>-runtime` / `-publisher`,
+    # runtime.core.names): the runtime's, limited to this deployment's queues, and
+    # MinIO's, which may only publish to the events exchange. Unset: `init` leaves
+    # that one alone (`make up` sets both, infra/local/init.sh).
+    amqp_runtime_password: SecretStr | None = None
+    amqp_publisher_password: SecretStr | None = None
+    # The MinIO notification target id: MINIO_NOTIFY_AMQP_ENABLE_<ID>=on; unless
+    # set, the deployment's own (its name upper-cased).
     minio_target_arn: str = "arn:minio:sqs::BUCKETFN:amqp"
+    # How MinIO reaches RabbitMQ (as its publisher user): what `init` configures a
+    # deployment's target with when MinIO has none for it yet (then restarts MinIO).
+    minio_amqp_url: SecretStr | None = None
+    # The MinIO identities `init` keeps for the runtime and the jobs API (users
+    # `<deployment>-runtime` / `-api`, each with a policy derived from the routes);
+    # unset: `init` leaves that one alone. `s3_access_key` is who this process is.
+    runtime_s3_secret_key: SecretStr | None = None
+    api_s3_secret_key: SecretStr | None = None
 
-    # Names every queue of this deployment; a unique one isolates a test run.
+    # Names every queue of this deployment (`deployment` unless set); a unique one
+    # isolates a test run's queues.
     queue_prefix: str = Field(default="bucketfn", pattern=r"^[a-z][a-z0-9_.-]{0,40}$")
     output_bucket: str = "job-outputs"
     # Buckets come from the app's routes (what they trigger on and write to);
@@ -99,6 +125,21 @@ class Settings(BaseSettings):
     # MINIO_API_STALE_UPLOADS_EXPIRY (24 h by default); other stores get the rule.
     lifecycle_abort_multipart_days: int = Field(default=1, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        # What is not set explicitly follows the deployment's name. Validators do not
+        # run on model_copy: a copy with another deployment must set these itself.
+        if not isinstance(data, dict) or "deployment" not in data:
+            return data
+        names = Deployment(str(data["deployment"]))
+        derived = {
+            "queue_prefix": names.name,
+            "routing_key": names.routing_key,
+            "minio_target_arn": names.target_arn(),
+        }
+        return {**derived, **data}
+
     @field_validator("lifecycle_quarantine")
     @classmethod
     def _quarantine(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -123,6 +164,11 @@ class Settings(BaseSettings):
     def api_bind(self) -> tuple[str, int]:
         """``api_address`` as (host, port)."""
         return split_address(self.api_address)
+
+    @property
+    def names(self) -> Deployment:
+        """The names this deployment owns on the shared servers."""
+        return Deployment(self.deployment)
 
     @property
     def queues(self) -> Queues:

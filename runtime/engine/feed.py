@@ -292,7 +292,9 @@ class Feed(Observer):
         )
         try:
             async with mapped(f"publish to {self.exchange!r}"):
-                await exchange.publish(message, routing_key="")
+                # Not mandatory (aio-pika's default is): a note nobody watches is
+                # meant to go nowhere, not to come back as a Basic.Return.
+                await exchange.publish(message, routing_key="", mandatory=False)
         except BrokerError:
             self._unreported += reported
             self._lose(n)

@@ -112,9 +112,14 @@ class _Session:
         settings, broker = self.settings, self.broker
         consumers: list[Consumer] = []
         if dispatcher:
-            d = Dispatcher(self.app, broker, settings.queues, self.observer)
+            d = Dispatcher(
+                self.app, broker, settings.queues, self.observer, routing_key=settings.routing_key
+            )
             ch, q = await broker.consumer(settings.queues.ingress, settings.router_prefetch)
             consumers.append(Consumer(ch, q, d.handle))
+            # What the events exchange could not route (its alternate exchange's queue).
+            ch, q = await broker.consumer(settings.queues.unrouted, settings.router_prefetch)
+            consumers.append(Consumer(ch, q, d.drain))
         for route in self.app.routes:
             if functions is not None and route.name not in functions:
                 continue

@@ -57,6 +57,9 @@ class Entry:
             timestamp=message.timestamp,
         )
         record: Any
+        if isinstance(letter, IngressDeadLetter):
+            # Whatever came in on the ingress, up to the broker's maximum: shown bounded.
+            return cls(queue=queue, letter=letter, record=letter.preview)
         try:
             record = orjson.loads(message.body)
         except orjson.JSONDecodeError:

@@ -11,17 +11,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import structlog
+from botocore.exceptions import ClientError
+
 from runtime.adapters.amqp import Broker
 from runtime.adapters.s3 import S3Storage, translate
 from runtime.app.rules import Rule, derive, merged
 from runtime.core.errors import ConfigError
-from runtime.ops import lifecycle
+from runtime.ops import access, identity, lifecycle
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
     from runtime.app.router import App
     from runtime.core.settings import Settings
+
+log = structlog.get_logger("bucketfn.provision")
 
 
 def rule_prefix(settings: Settings) -> str:
@@ -40,15 +45,34 @@ def notification_rules(app: App, arn: str, owner: str) -> dict[str, list[dict[st
     return {b: [r.to_config() for r in rules] for b, rules in derive(app, arn, owner).items()}
 
 
+UNSUPPORTED = frozenset({"NotImplemented", "501"})
+"""Error codes of a store that has no bucket notifications at all (SeaweedFS
+answers PutBucketNotificationConfiguration with NotImplemented)."""
+
+
+class NoNotifications(Exception):
+    """The store cannot deliver bucket events: the sweep alone will drive functions."""
+
+
 async def merge_notifications(
     s3: S3Client, bucket: str, ours: list[dict[str, Any]], owner: str
 ) -> bool:
-    """Replace bucketfn's rules on ``bucket``, keep everyone else's; True if changed."""
-    current: Any = await s3.get_bucket_notification_configuration(Bucket=bucket)
-    config: Any = merged(current, [Rule.from_config(r) for r in ours], owner)
-    if config is None:
-        return False
-    await s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
+    """Replace bucketfn's rules on ``bucket``, keep everyone else's; True if changed.
+
+    Raises :class:`NoNotifications` when the store does not implement them.
+    """
+    try:
+        current: Any = await s3.get_bucket_notification_configuration(Bucket=bucket)
+        config: Any = merged(current, [Rule.from_config(r) for r in ours], owner)
+        if config is None:
+            return False
+        await s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration=config
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in UNSUPPORTED:
+            raise NoNotifications(str(exc)) from exc
+        raise
     return True
 
 
@@ -113,9 +137,15 @@ async def init(app: App, settings: Settings) -> dict[str, Any]:
         "created_buckets": [],
         "notifications_changed": [],
         "lifecycle_changed": [],
+        "polling": [],
     }
     async with Broker.connect(settings) as broker:
         await broker.declare(settings, app)
+    # The alternate exchange's policy and the runtime's and MinIO's identities.
+    report["broker"] = await access.provision(settings)
+    # MinIO: the deployment's own notification target (before a rule names it),
+    # and the runtime's and the API's least-privilege identities.
+    report["minio"] = await identity.provision(app, settings)
     async with S3Storage.connect(settings) as storage:
         s3 = storage.client
         buckets = managed_buckets(app, settings)
@@ -125,7 +155,18 @@ async def init(app: App, settings: Settings) -> dict[str, Any]:
         owner = rule_prefix(settings)
         rules = notification_rules(app, settings.minio_target_arn, owner)
         for bucket in buckets:
-            if await merge_notifications(s3, bucket, rules.get(bucket, []), owner):
-                report["notifications_changed"].append(bucket)
+            try:
+                if await merge_notifications(s3, bucket, rules.get(bucket, []), owner):
+                    report["notifications_changed"].append(bucket)
+            except NoNotifications as exc:
+                # Not a failure: polling mode. Every runtime sweeps anyway, so
+                # objects are found by listing, within one sweep interval.
+                report["polling"].append(bucket)
+                log.warning(
+                    "polling mode: the store has no bucket notifications",
+                    bucket=bucket,
+                    sweep_interval=settings.sweep_interval,
+                    error=str(exc),
+                )
         report["lifecycle_changed"] = await lifecycle.apply(s3, app, settings, buckets)
     return report

@@ -45,6 +45,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from runtime.adapters.amqp import Broker, mapped
+from runtime.adapters.notify import target_id, target_stats
 from runtime.adapters.s3 import S3Storage
 from runtime.core.errors import BrokerError, StorageError
 from runtime.core.records import now
@@ -161,13 +162,34 @@ async def gather(
     settings: Settings, app: App, *, read: int = READ, within: float = WITHIN
 ) -> Report:
     """Ask RabbitMQ, S3 and the runtime's endpoint at once; each answers or says why not."""
-    (rabbit, rows), s3, (runtime, inflight) = await asyncio.gather(
-        _broker(settings, app, read, within), _storage(settings, within), _runtime(settings, within)
+    (rabbit, rows), s3, (runtime, inflight), events = await asyncio.gather(
+        _broker(settings, app, read, within),
+        _storage(settings, within),
+        _runtime(settings, within),
+        _notify(settings, within),
     )
     rows = tuple(
         r if r.function is None else _with_inflight(r, inflight.get(r.function)) for r in rows
     )
-    return Report(at=now(), servers=(rabbit, s3, runtime), rows=rows)
+    return Report(at=now(), servers=(rabbit, s3, runtime, events), rows=rows)
+
+
+async def _notify(settings: Settings, within: float) -> Server:
+    """MinIO's counters of the events its target failed (advisory, like the runtime's row)."""
+    name, address = "notify", f"{settings.s3_endpoint} ({target_id(settings.minio_target_arn)})"
+    try:
+        stats = await target_stats(settings, within)
+    except StorageError as exc:
+        return Server(name=name, address=address, ok=False, detail=f"unknown: {exc}")
+    if stats is None:
+        return Server(name=name, address=address, ok=False, detail="MinIO has no such target")
+    detail = (
+        f"sent {stats.total}, failed {stats.failed}, skipped {stats.skipped}, "
+        f"queued {stats.queued} since MinIO started"
+    )
+    if stats.lost:
+        detail += f": {stats.lost} events not delivered (the sweep finds their objects)"
+    return Server(name=name, address=address, ok=not stats.lost, detail=detail)
 
 
 def _with_inflight(row: Row, inflight: int | None) -> Row:

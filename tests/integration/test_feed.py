@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import logging
 import signal
 import subprocess
 import sys
@@ -31,7 +31,14 @@ from runtime.core.settings import Settings
 from runtime.engine.feed import Batch, Feed
 from runtime.ops.feed import follow
 from runtime.testing import Harness
-from tests.servers import Relay, delete_queues, make_settings, require_rabbitmq
+from tests.servers import (
+    Relay,
+    broker_address,
+    delete_queues,
+    deployment_env,
+    make_settings,
+    require_rabbitmq,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 router = Router()
@@ -192,7 +199,7 @@ async def test_drops_are_counted_and_batches_are_bounded(
 @contextlib.contextmanager
 def watching(settings: Settings, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     """``bucketfn watch`` in a process of its own, killed if a test leaves it running."""
-    env = {**os.environ, "BUCKETFN_QUEUE_PREFIX": settings.queue_prefix}
+    env = deployment_env(settings)
     with subprocess.Popen(
         [sys.executable, "-m", "runtime", "watch", *args],
         cwd=ROOT,
@@ -282,7 +289,7 @@ async def test_follow_comes_back_after_the_connection_drops(
     deployment: tuple[Settings, Broker],
 ) -> None:
     settings, broker = deployment
-    relay = Relay(("127.0.0.1", 5672))
+    relay = Relay(broker_address(settings))
     await relay.start()
     via = settings.model_copy(
         update={"amqp_url": SecretStr(f"amqp://guest:guest@127.0.0.1:{relay.port}/")}
@@ -316,3 +323,36 @@ async def test_follow_comes_back_after_the_connection_drops(
         assert time.monotonic() < deadline, "the first queue outlived its connection"
         await asyncio.sleep(0.05)
     assert not await queue_exists(broker, second)
+
+
+async def test_a_feed_nobody_watches_gets_nothing_returned(
+    deployment: tuple[Settings, Broker],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # aio-pika publishes `mandatory` unless told otherwise: every note routed nowhere
+    # came back as a Basic.Return, which aiormq logs as an unhandled message (on a
+    # channel without confirms), one line per tick in every runtime's log.
+    settings, _ = deployment
+    from runtime.engine import feed as feed_module
+
+    channels: list[aio_pika.abc.AbstractChannel] = []
+    declare = feed_module.declare_exchange
+
+    async def spying(
+        channel: aio_pika.abc.AbstractChannel, name: str
+    ) -> aio_pika.abc.AbstractExchange:
+        channels.append(channel)
+        return await declare(channel, name)
+
+    monkeypatch.setattr(feed_module, "declare_exchange", spying)
+    feed = Feed(settings, linger=0.01)
+    event = ObjectEvent(event_id="n", event_name="s3:ObjectCreated:Put", bucket="b", key="k")
+    with caplog.at_level(logging.DEBUG, logger="aiormq"):
+        async with feed.publishing():
+            feed.unmatched(event)
+            await until(lambda: feed.published >= 1, "the note published")
+            # The broker answers a channel's methods in order: a return for the
+            # note would have arrived before this reply.
+            await channels[0].declare_exchange(settings.queues.feed, passive=True)
+    assert not [r for r in caplog.records if "Basic.Return" in r.getMessage()]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -24,7 +23,14 @@ from runtime.core.settings import Settings
 from runtime.engine.health import Health
 from runtime.http import Metrics, running
 from runtime.ops.status import Report, Row, gather
-from tests.servers import delete_queues, make_settings, require_minio, require_rabbitmq, s3_client
+from tests.servers import (
+    delete_queues,
+    deployment_env,
+    make_settings,
+    require_minio,
+    require_rabbitmq,
+    s3_client,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 router = Router()
@@ -160,8 +166,7 @@ async def test_cli_json_and_a_missing_deployment(deployment: tuple[Settings, Bro
     settings, broker = deployment
     await fill(settings, broker)
     env = {
-        **os.environ,
-        "BUCKETFN_QUEUE_PREFIX": settings.queue_prefix,
+        **deployment_env(settings),
         "BUCKETFN_METRICS_ADDRESS": "127.0.0.1:1",  # no runtime there: advisory, not a failure
     }
     app = "tests.integration.test_status:APP"
