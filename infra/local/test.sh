@@ -20,8 +20,19 @@ for s in rabbitmq minio; do
   fi
 done
 
+# MinIO publishes as the broker user `bucketfn init` creates, as under `make up`:
+# run it once, so that user (and the default deployment's buckets, rules and
+# identities) exist before any test uploads a file.
+"$here/init.sh" >/dev/null || exit 1
+
 # The console's browser tests drive Debian's Chromium, and a missing one fails them:
 # install it first (a no-op once it is there).
 "$here/chromium.sh" install || exit 1
+
+# The chart tests run Helm, and the compose test runs compose-go's loader, both
+# built from their Go modules and cached (no-ops once built; Helm's first build
+# is the long one).
+"$here/compose.sh" install || exit 1
+"$here/helm.sh" install || exit 1
 
 "$@"

@@ -343,7 +343,13 @@ def test_init_and_runtime_share_one_environment(
     compose: dict[str, Any], services: dict[str, Service]
 ) -> None:
     shared = compose["x-bucketfn-env"]
-    assert _environment(services["init"]) == _environment(services["runtime"]) == shared
+    runtime = _environment(services["runtime"])
+    assert _environment(services["init"]) == shared
+    # The runtime adds only where it serves /metrics (inside its container).
+    assert {k: v for k, v in runtime.items() if k not in shared} == {
+        "BUCKETFN_METRICS_ADDRESS": "0.0.0.0:9464"
+    }
+    assert {k: runtime[k] for k in shared} == shared
     assert [k for k in shared if not k.startswith("BUCKETFN_")] == []
 
 
@@ -371,9 +377,11 @@ def test_runtime_credentials_are_the_servers(services: dict[str, Service]) -> No
 
 def test_runtime_can_scale_horizontally(services: dict[str, Service]) -> None:
     runtime = services["runtime"]
-    # A fixed container name or a published port allows only one replica.
+    # A fixed container name or a single published port allows only one replica:
+    # the metrics port is published from a range, a port for each replica.
     assert "container_name" not in runtime
-    assert "ports" not in runtime
+    published = [str(p).split(":") for p in runtime["ports"]]
+    assert published == [["127.0.0.1", "9464-9473", "9464"]]
 
 
 def test_runtime_gets_its_full_shutdown_grace(

@@ -1,0 +1,1 @@
+"""``make cluster-faults``: runtimes, RabbitMQ and MinIO clustered, each killed mid-load."""
