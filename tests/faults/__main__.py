@@ -1,165 +1,107 @@
 """``make faults``: faults injected into the local stack while it works, and what they cost.
 
-Run ``make up`` first (the default, fast profile). Each scenario uploads small
-CSVs under a prefix of its own at a steady rate, injects its fault mid-load,
-then waits for every object's ``result.json`` and checks its row count. The
-table says, per scenario: objects, results, lost, wrong, and the time from the
-fault until the last result landed. Traffic goes to loopback only, and each
-scenario is bounded in count and time.
+Run ``make up`` first (the default, fast profile). Each load scenario uploads
+objects with known outcomes under a prefix of its own at a steady rate, injects
+its fault mid-load, then waits for every record and judges it; the hostile
+scenario sends the corpus of :mod:`tests.faults.corpus`. The output bucket and
+the lake's staging and curated buckets are versioned while the suite runs, so
+every write is counted (see :mod:`tests.faults.effects`). The table says, per
+scenario: objects, results, lost, wrong, duplicated side effects, writes, and
+the time from the end of the fault to the last outcome. It exits 1 if any row
+lost, got wrong or duplicated anything. Loopback only; bounded in count and time.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
+import functools
+import os
 import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-import boto3
-import orjson
-from botocore.config import Config
+from tests.faults import scenarios
+from tests.faults.hostile import hostile
+from tests.faults.stack import Stack, versioned
+from tests.faults.table import Row, render
 
-from runtime.core.names import result_key
-from runtime.core.settings import load
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-
-ROOT = Path(__file__).resolve().parents[2]
-LOCAL = ROOT / "infra/local"
+VERSIONED = ("job-outputs", "staging", "curated")
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    scenario: str
-    objects: int
-    results: int
-    lost: int
-    wrong: int
-    recovered_s: float
-
-
-def _client() -> S3Client:
-    s = load()
-    return boto3.client(
-        "s3",
-        endpoint_url=s.s3_endpoint,
-        aws_access_key_id=s.s3_access_key,
-        aws_secret_access_key=s.s3_secret_key.get_secret_value(),
-        region_name=s.s3_region,
-        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
+def _plan(args: argparse.Namespace) -> dict[str, Callable[[Stack], Row]]:
+    load = functools.partial(
+        scenarios.under_fault,
+        objects_n=args.objects,
+        rate=args.rate,
+        at=args.objects // 3,
+        timeout=args.timeout,
     )
-
-
-def _body(i: int) -> tuple[bytes, int]:
-    rows = 1 + i % 7
-    lines = [b"id,note"] + [f'{j},"row {j}\nspans lines"'.encode() for j in range(rows)]
-    return b"\n".join(lines) + b"\n", rows
-
-
-def run(
-    name: str, objects: int, rate: float, fault: Callable[[], None], at: int, timeout: float
-) -> Row:
-    """Upload ``objects`` at ``rate``/s, call ``fault`` after ``at`` uploads, await results."""
-    s3 = _client()
-    prefix = f"uploads/faults-{name}-{uuid.uuid4().hex[:8]}/"
-    expected: dict[str, int] = {}
-    faulted = threading.Event()
-    fault_at = [0.0]
-
-    def upload(i: int) -> None:
-        key = f"{prefix}{i:05d}.csv"
-        body, rows = _body(i)
-        for _ in range(60):  # the fault may make the store refuse for a moment
-            try:
-                s3.put_object(Bucket="job-inputs", Key=key, Body=body)
-                break
-            except Exception:  # retried until the store answers again
-                time.sleep(0.5)
-        expected[key] = rows
-
-    start = time.monotonic()
-    with ThreadPoolExecutor(8) as pool:
-        for i in range(objects):
-            if i == at:
-                fault_at[0] = time.monotonic()
-                pool.submit(fault)
-                faulted.set()
-            pool.submit(upload, i)
-            time.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
-    deadline = time.monotonic() + timeout
-    got: dict[str, int | None] = {}
-    last = time.monotonic()
-    while len(got) < len(expected) and time.monotonic() < deadline:
-        for key in expected:
-            if key in got:
-                continue
-            try:
-                obj = s3.get_object(Bucket="job-outputs", Key=result_key("csv_row_count", key))
-            except s3.exceptions.NoSuchKey:
-                continue
-            doc = orjson.loads(obj["Body"].read())
-            got[key] = doc.get("output", {}).get("rows") if doc.get("status") == "ok" else None
-            last = time.monotonic()
-        time.sleep(0.5)
-    wrong = sum(1 for k, v in got.items() if v != expected[k])
-    return Row(name, len(expected), len(got), len(expected) - len(got), wrong, last - fault_at[0])
-
-
-def _restart_rabbitmq() -> None:
-    subprocess.run([str(LOCAL / "rabbitmq.sh"), "stop"], check=True, capture_output=True)
-    time.sleep(3)
-    subprocess.run([str(LOCAL / "rabbitmq.sh"), "start"], check=True, capture_output=True)
-
-
-def _restart_minio() -> None:
-    subprocess.run([str(LOCAL / "minio.sh"), "stop"], check=True, capture_output=True)
-    time.sleep(2)
-    subprocess.run([str(LOCAL / "minio.sh"), "start"], check=True, capture_output=True)
-
-
-def _close_connections() -> None:
-    subprocess.run(
-        [str(LOCAL / "rabbitmq.sh"), "ctl", "close_all_connections", "fault injection"],
-        check=True,
-        capture_output=True,
-    )
-
-
-SCENARIOS: dict[str, Callable[[], None]] = {
-    "rabbitmq-restart": _restart_rabbitmq,
-    "minio-restart": _restart_minio,
-    "close-connections": _close_connections,
-}
+    return {
+        "sigkill": lambda s: scenarios.under_fault(
+            s,
+            f"runtime SIGKILLed {args.kills} times during a load",
+            scenarios.sigkills(args.kills),
+            slug="sigkill",
+            objects_n=args.kill_objects,
+            rate=args.kill_rate,
+            at=50,
+            timeout=args.timeout,
+            lake=True,
+        ),
+        "rabbitmq-restart": lambda s: load(
+            s,
+            "RabbitMQ stopped and started mid-load",
+            scenarios.restart_rabbitmq,
+            slug="rabbitmq-restart",
+        ),
+        "minio-restart": lambda s: load(
+            s, "MinIO stopped and started mid-load", scenarios.restart_minio, slug="minio-restart"
+        ),
+        "close-connections": lambda s: load(
+            s,
+            "the broker closes every connection mid-load (`close_all_connections`)",
+            scenarios.close_connections,
+            slug="close-connections",
+        ),
+        "hostile": lambda s: hostile(s, rate=args.hostile_rate, timeout=args.timeout),
+    }
 
 
 def main() -> int:
-    """Run the scenarios and print the table; non-zero if anything was lost or wrong."""
+    """Run the scenarios and print the table; non-zero if anything was lost, wrong or doubled."""
     parser = argparse.ArgumentParser(prog="make faults")
-    parser.add_argument("--objects", type=int, default=300)
-    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--objects", type=int, default=300, help="per restart scenario")
+    parser.add_argument("--rate", type=float, default=50.0, help="uploads/s, restart scenarios")
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--kill-objects", type=int, default=1000)
+    parser.add_argument("--kill-rate", type=float, default=5.0, help="uploads/s while killing")
+    parser.add_argument("--hostile-rate", type=float, default=20.0)
     parser.add_argument("--timeout", type=float, default=240.0, help="per scenario, after load")
-    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
+    parser.add_argument("scenarios", nargs="*", help="a subset, by name (default: all)")
     args = parser.parse_args()
+    plan = _plan(args)
+    chosen = args.scenarios or list(plan)
+    unknown = set(chosen) - plan.keys()
+    if unknown:
+        parser.error(f"unknown scenarios {sorted(unknown)}; choose from {list(plan)}")
+    stack = Stack()
+    stack.wait_ready(30)
+    t0 = time.monotonic()
+    load_before = os.getloadavg()
     rows = []
-    for name in args.scenarios:
-        print(f"{name}: {args.objects} objects at {args.rate}/s…", flush=True)
-        rows.append(
-            run(name, args.objects, args.rate, SCENARIOS[name], args.objects // 3, args.timeout)
-        )
-    print("\n| scenario | objects | results | lost | wrong | fault → last result |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        cells = (r.scenario, r.objects, r.results, r.lost, r.wrong, f"{r.recovered_s:.1f} s")
-        print("| " + " | ".join(map(str, cells)) + " |")
-    return 0 if all(r.lost == 0 and r.wrong == 0 for r in rows) else 1
+    with versioned(stack.s3, VERSIONED):
+        for name in chosen:
+            print(f"{name}…", flush=True)
+            rows.append(plan[name](stack))
+            print(render(rows[-1:]), flush=True)
+    load_after = os.getloadavg()
+    print(f"\n{render(rows)}\n")
+    print(
+        f"{time.monotonic() - t0:.0f} s in all; load average (1, 5, 15 min) "
+        f"{' '.join(f'{x:.2f}' for x in load_before)} before, "
+        f"{' '.join(f'{x:.2f}' for x in load_after)} after, on {os.cpu_count()} cores"
+    )
+    return 1 if any(r.failed for r in rows) else 0
 
 
 if __name__ == "__main__":
