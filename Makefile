@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STATE ?= .state
 export BUCKETFN_STATE := $(abspath $(STATE))
 
-.PHONY: up down test lint unit venv servers init run stop-runtime stop-api bench faults polling clean
+.PHONY: up down test lint unit venv servers init run stop-runtime stop-api bench bench-backfill faults cluster-faults polling clean
 
 $(BIN)/bucketfn: pyproject.toml setup.py functions/csv_count/_scan.c functions/json_canonical/native/Cargo.toml functions/json_canonical/native/src/lib.rs
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ servers:
 	infra/local/minio.sh start
 
 init: venv servers
-	$(BIN)/bucketfn init
+	infra/local/init.sh
 
 ## up: everything from nothing — servers, buckets and queues, the runtime and the jobs API.
 up:
@@ -55,6 +55,8 @@ lint: venv
 	$(BIN)/bucketfn routes check --offline
 
 unit: venv
+	infra/local/compose.sh install
+	infra/local/helm.sh install
 	$(BIN)/pytest -m "not integration and not e2e" -q
 
 ## test: lint, types, then every test tier against real MinIO and RabbitMQ.
@@ -64,6 +66,11 @@ test: venv
 
 bench: init run
 	$(BIN)/python -m tests.bench
+
+## bench-backfill: `bucketfn backfill` over 10,000 objects no event announced (a prefix
+## without a notification rule), a rerun, and an interrupted run resumed. About 5 minutes.
+bench-backfill: init
+	$(BIN)/python -m tests.bench.backfill $(BACKFILL_ARGS)
 
 ## polling: polling mode end to end on SeaweedFS (no notifications: the sweep alone
 ## drives the functions). Builds SeaweedFS once (about 9 min), then about 45 s. Starts
@@ -76,10 +83,20 @@ polling: venv
 	done; \
 	BUCKETFN_POLLING=1 $(BIN)/pytest tests/polling $(PYTEST_ARGS)
 
-## faults: restart RabbitMQ, restart MinIO and drop every connection mid-load (after
-## `make up`); prints objects / results / lost / wrong per scenario. About 5 minutes.
+## faults: after `make up`, SIGKILL the runtime 20 times, restart RabbitMQ, restart MinIO
+## and drop every connection, each mid-load, then send the hostile corpus; prints the
+## table (objects, results, lost, wrong, duplicated side effects, writes, time to recover)
+## and fails if any row lost, got wrong or duplicated anything. About 10 minutes.
 faults: venv
 	$(BIN)/python -m tests.faults $(FAULTS_ARGS)
+
+## cluster-faults: scale-out on real clusters on loopback (after `make up`, which builds
+## MinIO and installs RabbitMQ): 3 runtimes, a 3-node RabbitMQ cluster, a 4-server
+## distributed MinIO; kills a runtime, a RabbitMQ node and a MinIO server mid-load
+## (1,000 objects each); prints the table. Ports from BUCKETFN_CLUSTER_PORT_BASE (30000).
+cluster-faults: venv
+	@trap 'infra/local/cluster-minio.sh stop; infra/local/cluster-rabbitmq.sh stop' EXIT; \
+	$(BIN)/python -m tests.cluster $(CLUSTER_ARGS)
 
 clean: down
 	rm -rf $(STATE)
