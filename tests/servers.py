@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import boto3
 import orjson
 import pytest
 from botocore.config import Config
+from pydantic import SecretStr
 
 from runtime.core.settings import Settings
+from runtime.testing.real import DEPLOYMENT
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -22,9 +26,52 @@ if TYPE_CHECKING:
 HINT = "start them with `make test` (or `make servers`)"
 
 
+# The deployment the real-server tiers run as, never `make up`'s (`bucketfn`): its
+# own MinIO target and routing key, so a `make up` runtime on the same servers never
+# consumes a test's events, nor a test runtime `make up`'s. The real stack's (one
+# target for both). Fixed, not per run: MinIO loads a target only on a restart, so
+# the first session on a fresh MinIO adds it and every later one reuses it; a
+# per-run queue prefix keeps each run's queues its own.
+TEST_DEPLOYMENT = DEPLOYMENT
+
+
 def make_settings() -> Settings:
-    """Settings with a queue prefix of its own, so a run never meets another's queues."""
-    return Settings(queue_prefix=f"bft-{uuid.uuid4().hex[:8]}")
+    """The test deployment's settings, with a queue prefix of this run's own."""
+    base = Settings()
+    return Settings(
+        deployment=TEST_DEPLOYMENT,
+        queue_prefix=f"bft-{uuid.uuid4().hex[:8]}",
+        # How MinIO reaches RabbitMQ for the test target: as the tests do (both on
+        # the loopback), so it needs no publisher user of its own. No trailing "/":
+        # MinIO's AMQP client reads it as the empty vhost, not "/".
+        minio_amqp_url=base.minio_amqp_url
+        or SecretStr(base.amqp_url.get_secret_value().rstrip("/")),
+    )
+
+
+def deployment_env(settings: Settings) -> dict[str, str]:
+    """The environment a ``bucketfn`` subprocess needs to be this test deployment."""
+    return {
+        **os.environ,
+        "BUCKETFN_DEPLOYMENT": settings.deployment,
+        "BUCKETFN_QUEUE_PREFIX": settings.queue_prefix,
+    }
+
+
+async def ensure_test_target(settings: Settings) -> None:
+    """MinIO has the test deployment's notification target (added, once, if not)."""
+    from runtime.adapters.iam import Admin
+    from runtime.ops import identity
+
+    try:
+        async with Admin.connect(settings) as admin:
+            await identity.ensure_target(admin, settings)
+    except Exception as exc:
+        pytest.fail(
+            f"MinIO's notification target {settings.minio_target_arn} for the test "
+            f"deployment could not be ensured ({exc}); {HINT}",
+            pytrace=False,
+        )
 
 
 async def require_rabbitmq(settings: Settings) -> None:
@@ -101,6 +148,12 @@ async def remove_rules(settings: Settings, buckets: set[str]) -> None:
                 await merge_notifications(storage.client, bucket, [], rule_prefix(settings))
             with contextlib.suppress(Exception):
                 await lifecycle.remove(storage.client, rule_prefix(settings), [bucket])
+
+
+def broker_address(settings: Settings) -> tuple[str, int]:
+    """Where ``settings``' RabbitMQ listens (a slot's stack moves it off 5672)."""
+    url = urlsplit(settings.amqp_url.get_secret_value())
+    return url.hostname or "127.0.0.1", url.port or 5672
 
 
 class Relay:

@@ -6,14 +6,14 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
 import uvloop
 
 from runtime.app.router import load_app
-from runtime.cli import api, backfill, new, output, routes, status
+from runtime.cli import api, backfill, backup, new, output, routes, status
 from runtime.cli.dlq import dlq
 from runtime.cli.options import APP_ARGUMENT, JSON, settings_of
 from runtime.core import logs
@@ -25,6 +25,9 @@ from runtime.engine.health import Health
 from runtime.http import Metrics, QueueStats, running
 from runtime.ops import provision
 from runtime.ops.sweep import sweeping
+
+if TYPE_CHECKING:
+    from runtime.core.settings import Settings
 
 cli = typer.Typer(
     name="bucketfn",
@@ -38,7 +41,7 @@ cli = typer.Typer(
     add_completion=False,
 )
 cli.add_typer(dlq, name="dlq")
-for _group in (api, backfill, new, routes, status):
+for _group in (api, backfill, backup, new, routes, status):
     _group.register(cli)
 
 
@@ -114,9 +117,36 @@ def init(ctx: typer.Context, app: APP_ARGUMENT = "functions:app", json: JSON = F
     changed = ", ".join(report["notifications_changed"]) or "none (already in place)"
     output.out.print(f"buckets created: {created}", markup=False)
     output.out.print(f"notification rules changed: {changed}", markup=False)
+    if report["polling"]:
+        settings = settings_of(ctx)
+        output.out.print(
+            f"polling mode: the store has no bucket notifications ({', '.join(report['polling'])});"
+            f" the sweep finds new objects by listing, every {settings.sweep_interval:g} s"
+            f" (BUCKETFN_SWEEP_INTERVAL), once older than {settings.sweep_grace:g} s"
+            " (BUCKETFN_SWEEP_GRACE)",
+            markup=False,
+        )
     lifecycle = ", ".join(report["lifecycle_changed"]) or "none (already in place)"
     output.out.print(f"lifecycle rules changed: {lifecycle}", markup=False)
     output.out.print("queues declared: ok")
+    broker = report["broker"]
+    policy = "set" if broker["policy_changed"] else "already in place"
+    users = ", ".join(broker["identities_changed"]) or "none"
+    output.out.print(
+        f"alternate-exchange policy: {policy}; broker users changed: {users}", markup=False
+    )
+    output.out.print(minio_line(report["minio"], settings_of(ctx)), markup=False)
+
+
+def minio_line(minio: dict[str, Any], settings: Settings) -> str:
+    """``init``'s MinIO part in words: the deployment's target and the identities it keeps."""
+    if minio.get("admin_api") is False:
+        return "MinIO admin API: not available; notification target and users left alone"
+    target = "added (MinIO restarted)" if minio["target_added"] else "already loaded"
+    users = ", ".join(minio["identities_changed"]) or "none"
+    return (
+        f"notification target {settings.minio_target_arn}: {target}; MinIO users changed: {users}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,17 +1,19 @@
 """The real stack behind the harness's interface: the deployed runtime, in this process.
 
-On open it deploys the functions' routes as a deployment of its own: a
-unique queue prefix (its own queues, and ids for its notification rules) and
-a unique output bucket (its own result records, so nothing another
-deployment on the same servers writes is mistaken for them), then starts the
-dispatcher and workers with :func:`runtime.engine.process.serve`. ``run``
-PUTs the object into MinIO and waits for the record that MinIO's event, the
-ingress queue, the dispatcher and the function's queue lead to. Each route
-gets one attempt (``max_attempts=1``), as the harness gives one, so a failure
-is its exception at once rather than minutes of backoff; the handler runs in
-this process, so that is the very exception it raised (a failure outside the
-handler is rebuilt from the record). On exit it removes what it made: rules,
-queues, the objects it stored, the buckets it created.
+On open it deploys the functions' routes as a deployment of its own: the test
+deployment (:data:`DEPLOYMENT`: its own MinIO target and routing key, so a
+``make up`` runtime never takes its events), a unique queue prefix (its own
+queues, and ids for its notification rules) and a unique output bucket (its
+own result records, so nothing another deployment on the same servers writes
+is mistaken for them), then starts the dispatcher and workers with
+:func:`runtime.engine.process.serve`. ``run`` PUTs the object into MinIO and
+waits for the record that MinIO's event, the ingress queue, the dispatcher and
+the function's queue lead to. Each route gets one attempt
+(``max_attempts=1``), as the harness gives one, so a failure is its exception
+at once rather than minutes of backoff; the handler runs in this process, so
+that is the very exception it raised (a failure outside the handler is rebuilt
+from the record). On exit it removes what it made: rules, queues, the objects
+it stored, the buckets it created.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
 from runtime.adapters.amqp import Broker
+from runtime.adapters.iam import Admin
 from runtime.adapters.s3 import S3Storage
 from runtime.adapters.topology import queue_arguments
 from runtime.app.explain import verdict
@@ -32,10 +37,11 @@ from runtime.app.router import App, Route, Router, load_app
 from runtime.app.rules import Rule, derive, merged
 from runtime.core.errors import ConfigError
 from runtime.core.events import PUT
-from runtime.core.names import Meta, result_key
+from runtime.core.names import Deployment, Meta, result_key
 from runtime.core.records import Result
 from runtime.core.settings import load
 from runtime.engine.process import serve
+from runtime.ops import identity
 from runtime.testing.failures import rebuild
 
 if TYPE_CHECKING:
@@ -45,6 +51,13 @@ if TYPE_CHECKING:
     from runtime.core.settings import Settings
 
 STARTUP_TIMEOUT = 30.0
+DEPLOYMENT = "bft"
+"""The deployment a real stack runs as: never ``make up``'s (``bucketfn``).
+
+Its own MinIO target and routing key, so a runtime of another deployment on the
+same servers never consumes its events, nor it theirs. Fixed, so its target,
+which MinIO loads only on a restart, is added once per MinIO and then reused.
+"""
 
 
 class RealStack:
@@ -73,10 +86,7 @@ class RealStack:
         wait: float = 60.0,
     ) -> AsyncIterator[RealStack]:
         """Deploy ``functions``, run them until the block ends, then remove every trace."""
-        token = uuid.uuid4().hex[:10]
-        own = (settings or load()).model_copy(
-            update={"queue_prefix": f"stack-{token}", "output_bucket": f"bucketfn-stack-{token}"}
-        )
+        own = _own(settings or load())
         declared = _routes(functions)
         raised: dict[tuple[str, str, str], Exception] = {}
         router = Router()
@@ -89,6 +99,7 @@ class RealStack:
             stop = asyncio.Event()
             task: asyncio.Task[None] | None = None
             try:
+                await _target(own)
                 await broker.declare(own, app)
                 await real._provision()
                 task = await _start(app, own, stop)
@@ -198,6 +209,35 @@ class RealStack:
             with contextlib.suppress(Exception):
                 await _empty(self.storage, bucket)
                 await s3.delete_bucket(Bucket=bucket)
+
+
+def _own(base: Settings) -> Settings:
+    """``base`` as this stack's deployment: the test one, with queues and records of its own.
+
+    Set field by field: a copy does not re-derive what follows the deployment.
+    """
+    token = uuid.uuid4().hex[:10]
+    names = Deployment(DEPLOYMENT)
+    # How MinIO reaches RabbitMQ for the test target, unless set: as this process
+    # does (a local stack shares the loopback). No trailing "/": MinIO's AMQP
+    # client reads it as the empty vhost, not "/".
+    amqp = base.minio_amqp_url or SecretStr(base.amqp_url.get_secret_value().rstrip("/"))
+    return base.model_copy(
+        update={
+            "deployment": names.name,
+            "routing_key": names.routing_key,
+            "minio_target_arn": names.target_arn(),
+            "minio_amqp_url": amqp,
+            "queue_prefix": f"stack-{token}",
+            "output_bucket": f"bucketfn-stack-{token}",
+        }
+    )
+
+
+async def _target(settings: Settings) -> None:
+    """MinIO has the test deployment's target: added (one MinIO restart) on first use only."""
+    async with Admin.connect(settings) as admin:
+        await identity.ensure_target(admin, settings)
 
 
 def _routes(functions: Iterable[Handler | Route]) -> list[Route]:

@@ -23,6 +23,7 @@ from runtime.ops.provision import init
 from tests.e2e import apps
 from tests.servers import (
     delete_queues,
+    ensure_test_target,
     make_settings,
     remove_rules,
     require_minio,
@@ -42,12 +43,14 @@ class Seen(Observer):
 
     def __init__(self) -> None:
         self.routed: list[tuple[str, str]] = []  # (key, event name) dispatched to a function
+        self.events: list[ObjectEvent] = []  # the events themselves, as the store sent them
         self.unrouted: list[tuple[str, str]] = []
         self.outcomes: list[tuple[str, str, str]] = []  # (function, key, status)
         self._changed = asyncio.Event()
 
     def dispatched(self, event: ObjectEvent, functions: Sequence[str]) -> None:
         self.routed.append((event.key, event.event_name))
+        self.events.append(event)
         self._poke()
 
     def unmatched(self, event: ObjectEvent) -> None:
@@ -87,6 +90,14 @@ class Stack:
         await self.seen.until(
             lambda: ("csv_row_count", key, "ok") in self.seen.outcomes, timeout=60
         )
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def test_target() -> None:
+    """The test deployment's MinIO target, before any module puts rules naming it."""
+    settings = make_settings()
+    await require_rabbitmq(settings)
+    await ensure_test_target(settings)
 
 
 @pytest.fixture(scope="session")

@@ -105,6 +105,7 @@ def routes(d: Deployed, *args: str) -> subprocess.CompletedProcess[str]:
         env={
             "PATH": "",
             "PYTHONPATH": f"{d.module.parent}:{ROOT}",
+            "BUCKETFN_DEPLOYMENT": d.settings.deployment,
             "BUCKETFN_QUEUE_PREFIX": d.settings.queue_prefix,
             "BUCKETFN_S3_ENDPOINT": d.settings.s3_endpoint,
         },

@@ -8,12 +8,19 @@ must still pass.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.servers import make_settings, require_minio, require_rabbitmq, s3_client
 from tests.unit.test_new import ROOT, pytest_in, scaffolded
+
+# The real stack reads the servers from BUCKETFN_* (a slot's stack moves their ports).
+REAL = {
+    "BUCKETFN_TEST_STACK": "real",
+    **{k: v for k, v in os.environ.items() if k.startswith("BUCKETFN_")},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -24,9 +31,7 @@ async def servers() -> None:
 
 
 def test_a_shipped_function_s_unit_tests_pass_on_the_real_stack() -> None:
-    shown = pytest_in(
-        ROOT, "-s", "tests/unit/test_json_canonicalize.py", env={"BUCKETFN_TEST_STACK": "real"}
-    )
+    shown = pytest_in(ROOT, "-s", "tests/unit/test_json_canonicalize.py", env=REAL)
     assert "6 passed" in shown
     # The real runtime's own log lines: the events came through MinIO and RabbitMQ.
     assert "routed" in shown and "invocation dead-lettered" in shown
@@ -46,7 +51,5 @@ def test_a_scaffolded_project_passes_every_unit_test_and_its_test_on_both_stacks
         "--ignore=tests/unit/test_native_scan.py",
         "tests/unit",
     )
-    real = pytest_in(
-        root, "-s", "tests/unit/test_line_count.py", env={"BUCKETFN_TEST_STACK": "real"}
-    )
+    real = pytest_in(root, "-s", "tests/unit/test_line_count.py", env=REAL)
     assert "1 passed" in real and "routed" in real

@@ -10,7 +10,21 @@ from functions import app as functions_app
 from runtime.adapters.amqp import Broker
 from runtime.adapters.topology import queue_arguments
 from runtime.core.settings import Settings
-from tests.servers import delete_queues, make_settings, remove_rules, require_rabbitmq
+from tests.servers import (
+    delete_queues,
+    ensure_test_target,
+    make_settings,
+    remove_rules,
+    require_rabbitmq,
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def test_target() -> None:
+    """The test deployment's MinIO target, before any module puts rules naming it."""
+    settings = make_settings()
+    await require_rabbitmq(settings)
+    await ensure_test_target(settings)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import time
 import urllib.request
 from typing import Any
@@ -23,7 +24,8 @@ from runtime.engine.dispatcher import Dispatcher
 from runtime.ops.deadletters import DeadLetters, select
 from tests.unit.test_events import minio
 
-MANAGEMENT = "http://127.0.0.1:15672/api"
+# As infra/local/env.sh: the management port follows the stack (helper slots move it).
+MANAGEMENT = f"http://127.0.0.1:{os.environ.get('RABBITMQ_MANAGEMENT_PORT', '15672')}/api"
 
 
 def management(path: str) -> Any:
@@ -217,9 +219,9 @@ async def test_a_publish_the_broker_never_confirms_fails_instead_of_hanging(
     # ever, holding its delivery and its slot of the prefetch.
     from pydantic import SecretStr
 
-    from tests.servers import Relay
+    from tests.servers import Relay, broker_address
 
-    relay = Relay(("127.0.0.1", 5672))
+    relay = Relay(broker_address(settings))
     await relay.start()
     quick = settings.model_copy(
         update={

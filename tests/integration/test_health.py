@@ -30,6 +30,7 @@ from runtime.engine.process import serve
 from runtime.http import Metrics, QueueStats, running
 from tests.servers import (
     Relay,
+    broker_address,
     delete_queues,
     make_settings,
     require_minio,
@@ -79,7 +80,7 @@ async def runtime() -> AsyncIterator[Runtime]:
     require_minio(client)
     for bucket in ("job-inputs", base.output_bucket):
         ensure_bucket(client, bucket)
-    relay = Relay(("127.0.0.1", 5672))
+    relay = Relay(broker_address(base))
     await relay.start()
     settings = base.model_copy(
         update={

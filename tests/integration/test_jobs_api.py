@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import signal
 import socket
@@ -27,7 +26,7 @@ import pytest
 from runtime.core.letters import DeadLetter
 from runtime.core.records import ErrorInfo, Invocation, dumps
 from runtime.core.settings import Settings
-from tests.servers import require_minio, s3_client, unique
+from tests.servers import deployment_env, require_minio, s3_client, unique
 
 if TYPE_CHECKING:
     from runtime.adapters.amqp import Broker
@@ -79,8 +78,7 @@ async def serving(settings: Settings, *, ready: bool = True, **env: str) -> Asyn
     """Run ``bucketfn api`` for ``settings``' deployment; it must stop with 0 on SIGTERM."""
     token = secrets.token_hex(16)
     environment = {
-        **os.environ,
-        "BUCKETFN_QUEUE_PREFIX": settings.queue_prefix,
+        **deployment_env(settings),
         "BUCKETFN_API_ADDRESS": "127.0.0.1:0",
         "BUCKETFN_API_TOKEN": token,
         "BUCKETFN_LOG_FORMAT": "json",

@@ -41,12 +41,20 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+# The built tools (Helm, compose-check) the chart and compose tests run: a copy with
+# HOME of its own still finds them where infra/local/*.sh cached them.
+CACHE = Path(
+    os.environ.get("BUCKETFN_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bucketfn"
+)
+
+
 def environment(root: Path, **extra: str) -> dict[str, str]:
     """The project's own packages first; the servers this run was pointed at (BUCKETFN_*)."""
     servers = {k: v for k, v in os.environ.items() if k.startswith("BUCKETFN_")}
     servers.pop("BUCKETFN_APP", None)
     path = {"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONPATH": str(root), "HOME": str(root)}
-    return {**servers, **path, **extra}
+    return {**servers, **path, "BUCKETFN_CACHE": str(CACHE), **extra}
 
 
 def run(root: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -181,6 +189,7 @@ def pytest_in(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
             "PATH": f"{BIN}:/usr/bin:/bin",
             "PYTHONPATH": str(root),
             "HOME": str(root),
+            "BUCKETFN_CACHE": str(CACHE),
             **(env or {}),
         },
     )
