@@ -9,15 +9,16 @@ where functions are declared; this is what reads the ingress.)
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import TYPE_CHECKING
 
 import structlog
 
 from runtime.core import events
 from runtime.core.errors import BrokerError, EventError
-from runtime.core.letters import IngressDeadLetter
+from runtime.core.letters import IngressDeadLetter, raw_headers
 from runtime.core.names import Header
-from runtime.core.records import Invocation, dumps
+from runtime.core.records import Invocation, digest, dumps
 from runtime.engine.observer import Observer, Observers
 
 if TYPE_CHECKING:
@@ -34,12 +35,21 @@ class Dispatcher:
     """Parses ingress messages and publishes invocations, confirmed, before acking."""
 
     def __init__(
-        self, app: App, publisher: Publisher, queues: Queues, observer: Observer | None = None
+        self,
+        app: App,
+        publisher: Publisher,
+        queues: Queues,
+        observer: Observer | None = None,
+        *,
+        routing_key: str | None = None,
     ) -> None:
         self.app = app
         self.publisher = publisher
         self.queues = queues
         self.observer = observer or Observers()
+        # What MinIO publishes this deployment's events with: an unrouted message
+        # carrying it is one of ours that arrived while the ingress was unbound.
+        self.routing_key = routing_key
 
     async def route(self, body: bytes) -> list[Invocation]:
         """Publish one invocation per (event, matching function); return them.
@@ -70,19 +80,36 @@ class Dispatcher:
         return invocations
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
-        """Route one ingress message; bad ones go to the ingress dead-letter queue."""
+        """Route one ingress message; bad ones go to the ingress dead-letter queue.
+
+        Acked once every invocation is confirmed; what raises is rejected by the
+        consumer (never requeued at once).
+        """
+        await self._handle(message)
+
+    async def drain(self, message: AbstractIncomingMessage) -> None:
+        """One message the events exchange could not route (its alternate exchange's).
+
+        Carrying this deployment's routing key, it is one of our events that came
+        while the ingress was unbound: routed now, like any ingress message.
+        Any other key is no deployment's we know of: a dead letter saying so,
+        which ``dlq replay`` sends to the ingress once it is wanted.
+        """
+        if self.routing_key is not None and message.routing_key == self.routing_key:
+            log.warning("routing an event that reached the events exchange unbound")
+            await self.handle(message)
+            return
+        reason = (
+            f"unroutable: published with routing key {message.routing_key!r}, which "
+            f"no queue binds (this deployment's is {self.routing_key!r})"
+        )
+        await self._dead_letter(message, reason)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
             await self.route(message.body)
         except EventError as exc:
-            letter = IngressDeadLetter.of(exc.reason, message.body)
-            await self.publisher.publish(
-                self.queues.ingress_dlq,
-                dumps(letter),
-                message_id=letter.id,
-                headers={Header.KIND: letter.kind},
-            )
-            await message.ack()
-            self.observer.rejected(None, exc.reason, letter.id)
+            await self._dead_letter(message, exc.reason)
             return
         except BrokerError as exc:
             # Not requeued at once (a hot loop, unbounded on RabbitMQ 4): the ingress
@@ -93,3 +120,18 @@ class Dispatcher:
             await message.reject(requeue=False)
             return
         await message.ack()
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        # The body goes as it came, never re-wrapped: it fitted the broker's
+        # maximum message size once, and base64 or JSON escapes could take it past.
+        # One id per letter: two equal bodies are two entries, and aiormq matches a
+        # returned publish by message id, so no two publishes in flight share one.
+        ident = f"{digest(message.body)}-{uuid.uuid4().hex[:8]}"
+        await self.publisher.publish(
+            self.queues.ingress_dlq,
+            message.body,
+            message_id=ident,
+            headers={Header.KIND: IngressDeadLetter.KIND, **raw_headers(reason)},
+        )
+        await message.ack()
+        self.observer.rejected(None, reason, ident)

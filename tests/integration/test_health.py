@@ -181,7 +181,8 @@ async def test_ready_metrics_move_and_readiness_follows_the_broker(runtime: Runt
     rt, q = runtime, runtime.settings.queues
     body = (await until(lambda: ready(rt), "/readyz 200")).json()
     assert body["ready"] is True
-    assert set(body["queues"]) == {q.ingress, q.function("health_probe")}
+    # The dispatcher consumes the ingress and the alternate exchange's unrouted queue.
+    assert set(body["queues"]) == {q.ingress, q.unrouted, q.function("health_probe")}
 
     key = f"{PREFIX}/a.txt"
     rt.written.append((rt.settings.output_bucket, result_key("health_probe", key)))

@@ -136,11 +136,15 @@ async def test_figures_are_right_and_nothing_moves(deployment: tuple[Settings, B
         too_many = await gather(at, APP, read=2)
 
     assert report.ok
-    assert [(s.name, s.ok, s.detail) for s in report.servers] == [
+    *servers, notify = report.servers
+    assert [(s.name, s.ok, s.detail) for s in servers] == [
         ("rabbitmq", True, "ok"),
         ("s3", True, "ok"),
         ("runtime", True, "ready"),
     ]
+    # MinIO's own counters for the deployment's target (what it failed to deliver).
+    assert (notify.name, notify.ok) == ("notify", True)
+    assert notify.detail.startswith("sent "), notify.detail
     dispatcher, fn = row(report, None), row(report, "status_probe")
     assert dispatcher.depth is not None and dispatcher.depth.consumers == 1
     assert fn.depth is not None and (fn.depth.messages, fn.depth.consumers) == (4, 0)
@@ -177,6 +181,7 @@ async def test_cli_json_and_a_missing_deployment(deployment: tuple[Settings, Bro
     assert {s["name"]: s["ok"] for s in doc["servers"]} == {
         "rabbitmq": True,
         "s3": True,
+        "notify": True,
         "runtime": False,
     }
     (fn,) = doc["functions"]
