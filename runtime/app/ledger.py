@@ -141,7 +141,9 @@ class Ledger:
             metadata={**metadata, WRITE: uuid.uuid4().hex},
         )
         winner, current = await self.settle(mine=entry)
-        if winner != entry:
+        # The same revision's other entry (its event's run, ordered by the sequencer,
+        # beside the sweep's unordered one) is this very revision: not a loss.
+        if winner is None or winner.revision != entry.revision:
             return Standing.LOST
         return Standing.NEWEST if current else Standing.INTERIM
 

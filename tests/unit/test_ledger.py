@@ -266,3 +266,28 @@ async def test_an_old_staging_promotion_never_replaces_a_newer_one() -> None:
         assert obj.metadata["bucketfn-source-revision"] == new_info.version_id
     table = pq.read_table(io.BytesIO(storage.objects[("staging", staging_key)].data))
     assert table.num_rows == 2
+
+
+async def test_the_sweeps_run_of_a_revision_its_event_already_wrote_is_not_superseded() -> None:
+    # Found by make faults: a run killed after its promotion left an entry ordered by
+    # the event's sequencer; the sweep's run of the same revision (no sequencer, so
+    # ordered first) lost to it for ever, ended superseded and never left a record.
+    from runtime.app.ledger import Ledger, Standing
+
+    storage = MemoryStorage()
+    await storage.put("src", "k", b"v1", content_type="text/plain")
+    head = await storage.head("src", "k")
+    assert head is not None and head.etag is not None
+    ledger = Ledger(
+        storage=storage,
+        history_bucket="out",
+        history="f/k/_history/",
+        bucket="out",
+        key="f/k/result.json",
+        source_bucket="src",
+        source_key="k",
+    )
+    by_event = Entry.of(head.etag, "187A000000000001")
+    assert await ledger.write(by_event, b"a", content_type="t", metadata={}) is Standing.NEWEST
+    by_sweep = Entry.of(head.etag, None)
+    assert await ledger.write(by_sweep, b"b", content_type="t", metadata={}) is Standing.NEWEST
