@@ -67,12 +67,18 @@ def new_command(
     route = _route(name, bucket, prefix, suffixes)
     _refuse_problems(application, route, settings_of(ctx).output_bucket)
     registered = register_family(registry.read_text(encoding="utf-8"), name)
+    chart = root / CHART_VALUES
+    charted = register_chart(chart.read_text(encoding="utf-8"), name) if chart.is_file() else None
     package.mkdir()
     (package / "__init__.py").write_text(family_source(name, bucket, prefix, suffixes), "utf-8")
     test.parent.mkdir(parents=True, exist_ok=True)
     test.write_text(unit_test_source(name, bucket, prefix, suffixes), "utf-8")
     registry.write_text(registered, encoding="utf-8")
-    for verb, path in (("wrote", package / "__init__.py"), ("wrote", test), ("updated", registry)):
+    written = [("wrote", package / "__init__.py"), ("wrote", test), ("updated", registry)]
+    if charted is not None:
+        chart.write_text(charted, encoding="utf-8")
+        written.append(("updated", chart))
+    for verb, path in written:
         output.out.print(f"{verb} {path.relative_to(root)}", markup=False, highlight=False)
     output.out.print(
         "next: make lint unit · BUCKETFN_TEST_STACK=real .venv/bin/pytest "
@@ -210,6 +216,30 @@ async def test_counts_bytes_and_lines(stack: Stack) -> None:
     assert result.status == "ok"
     assert result.output == {{"bytes": 8, "lines": 2}}
 '''
+
+
+CHART_VALUES = Path("infra/helm/bucketfn/values.yaml")
+"""The Helm chart's values: one worker Deployment per function it lists."""
+
+
+def register_chart(source: str, name: str) -> str:
+    """The chart's values with ``- name: NAME`` after the last entry of ``functions:``.
+
+    Line-based, so the file's comments and layout stay as they are.
+    """
+    lines = source.splitlines(keepends=True)
+    try:
+        start = lines.index("functions:\n")
+    except ValueError:
+        raise ConfigError(
+            f"{CHART_VALUES} has no top-level `functions:` list: add `- name: {name}` by hand"
+        ) from None
+    end = start + 1
+    while end < len(lines) and (lines[end].startswith((" ", "\t")) or not lines[end].strip()):
+        end += 1
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1  # keep the blank lines after the list where they were
+    return "".join([*lines[:end], f"  - name: {name}\n", *lines[end:]])
 
 
 def register_family(source: str, name: str) -> str:

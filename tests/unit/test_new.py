@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runtime import ConfigError
-from runtime.cli.new import family_source, register_family, unit_test_source
+from runtime.cli.new import family_source, register_chart, register_family, unit_test_source
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -164,6 +164,7 @@ SEES_THE_APP = (
     "tests/unit/test_explain.py",
     "tests/unit/test_routing.py",
     "tests/unit/test_compose.py",
+    "tests/unit/test_chart.py",  # the chart lists every function: `new` adds it there too
 )
 
 
@@ -214,3 +215,13 @@ def test_the_generated_project_passes_lint_and_its_tests(tmp_path: Path) -> None
     assert '"function": "line_count"' in listed.stdout
     assert "1 passed" in pytest_in(root, "tests/unit/test_line_count.py")
     pytest_in(root, *SEES_THE_APP)
+
+
+def test_the_chart_gets_the_new_function_after_its_last_one_and_nothing_else_moves() -> None:
+    values = "app: x\n\n# the functions\nfunctions:\n  - name: a\n  - name: b\n\nconfig:\n  k: v\n"
+    assert register_chart(values, "c") == (
+        "app: x\n\n# the functions\nfunctions:\n  - name: a\n  - name: b\n  - name: c\n"
+        "\nconfig:\n  k: v\n"
+    )
+    with pytest.raises(ConfigError, match="no top-level `functions:`"):
+        register_chart("app: x\n", "c")
