@@ -41,7 +41,7 @@ from prometheus_client.registry import Collector
 from runtime.adapters.amqp import Broker, mapped
 from runtime.adapters.topology import queue_arguments
 from runtime.core.errors import BrokerError
-from runtime.ops.status import READ, _letters
+from runtime.ops.status import READ, read_letters
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -197,7 +197,7 @@ class QueueStats(Collector):
         if count > self._read:
             return None
         try:
-            letters = await _letters(broker, name, function, count, self._read)
+            letters = await read_letters(broker, name, function, count, self._read)
         except BrokerError:
             if broker.lost.is_set():
                 raise

@@ -248,7 +248,9 @@ async def _row(
     missing = tuple(name for name, d in depths.items() if d is None)
     waiting = [d.messages for name in tiers if (d := depths[name]) is not None]
     dead = depths[dlq]
-    letters = None if dead is None else await _letters(broker, dlq, function, dead.messages, read)
+    letters = (
+        None if dead is None else await read_letters(broker, dlq, function, dead.messages, read)
+    )
     return Row(
         function=function,
         queue=work,
@@ -272,7 +274,7 @@ async def _depth(broker: Broker, name: str) -> Depth | None:
     return Depth(messages=declared.message_count or 0, consumers=declared.consumer_count or 0)
 
 
-async def _letters(
+async def read_letters(
     broker: Broker, name: str, function: str | None, count: int, read: int
 ) -> Letters:
     """Take every entry, then give them all back in order (see the module's docstring)."""
