@@ -196,3 +196,15 @@ class Relay:
 
         await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
         self._writers -= {writer, up_writer}
+
+
+async def queue_contents(settings: Settings, queue: str) -> list[str | None]:
+    """Every message id in ``queue``, in order, all given back (as `dlq ls` reads)."""
+    conn = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with conn:
+        channel = await conn.channel()
+        q = await channel.declare_queue(queue, passive=True)
+        ids = []
+        while (m := await q.get(no_ack=False, fail=False)) is not None:
+            ids.append(m.message_id)
+    return ids

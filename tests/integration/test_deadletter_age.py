@@ -26,7 +26,7 @@ from runtime.core.records import ErrorInfo, Invocation, dumps
 from runtime.core.settings import Settings
 from runtime.engine.health import Health
 from runtime.http import Metrics, QueueStats, running
-from tests.servers import delete_queues, make_settings, require_rabbitmq
+from tests.servers import delete_queues, make_settings, queue_contents, require_rabbitmq
 
 pytestmark = pytest.mark.integration
 
@@ -70,18 +70,6 @@ async def deployment() -> AsyncIterator[tuple[Settings, Broker]]:
         await delete_queues(settings, list(queue_arguments(settings, APP)))
 
 
-async def contents(settings: Settings, queue: str) -> list[str | None]:
-    """Every message id in ``queue``, in order, all given back when the connection closes."""
-    conn = await aio_pika.connect(settings.amqp_url.get_secret_value())
-    async with conn:
-        channel = await conn.channel()
-        q = await channel.declare_queue(queue, passive=True)
-        ids = []
-        while (m := await q.get(no_ack=False, fail=False)) is not None:
-            ids.append(m.message_id)
-    return ids
-
-
 async def put(broker: Broker, settings: Settings, n: int, age: timedelta) -> None:
     dl = letter(n, NOW - age)
     await broker.publish(settings.queues.dead_letter("age_probe"), dumps(dl), message_id=dl.id)
@@ -107,10 +95,10 @@ async def test_ages_are_right_and_nothing_moves(deployment: tuple[Settings, Brok
     # Out of time order on purpose: the oldest is neither the head nor the tail.
     for n, hours in enumerate((1, 3, 2)):
         await put(broker, settings, n, timedelta(hours=hours))
-    before = await contents(settings, dlq)
+    before = await queue_contents(settings, dlq)
     await stats.refresh(broker)
     assert sample(registry, dlq) == 3 * 3600.0
-    assert await contents(settings, dlq) == before == ["ev-0-1-0", "ev-1-1-0", "ev-2-1-0"]
+    assert await queue_contents(settings, dlq) == before == ["ev-0-1-0", "ev-1-1-0", "ev-2-1-0"]
 
     # A new, older entry changes the depth, so the queue is read again.
     await put(broker, settings, 3, timedelta(hours=5))
@@ -120,10 +108,10 @@ async def test_ages_are_right_and_nothing_moves(deployment: tuple[Settings, Brok
     # Longer than `read`: not read at all, and no sample rather than a stale age.
     await put(broker, settings, 4, timedelta(hours=1))
     await put(broker, settings, 5, timedelta(hours=1))
-    before = await contents(settings, dlq)
+    before = await queue_contents(settings, dlq)
     await stats.refresh(broker)
     assert sample(registry, dlq) is None
-    assert await contents(settings, dlq) == before
+    assert await queue_contents(settings, dlq) == before
     assert len(before) == 6
 
 
@@ -155,7 +143,7 @@ async def test_the_age_is_served_at_metrics(deployment: tuple[Settings, Broker])
             }
     assert ages[dlq] >= floor
     assert ages[settings.queues.ingress_dlq] == 0.0
-    assert await contents(settings, dlq) == ["ev-0-1-0"]
+    assert await queue_contents(settings, dlq) == ["ev-0-1-0"]
 
 
 async def test_one_reader_at_a_time(deployment: tuple[Settings, Broker]) -> None:
@@ -182,7 +170,7 @@ async def test_one_reader_at_a_time(deployment: tuple[Settings, Broker]) -> None
     # and gives the queue back when done (the next refresh takes it again).
     await stats.refresh(broker)
     assert sample(registry, dlq) == 3600.0
-    assert await contents(settings, dlq) == ["ev-0-1-0"]
+    assert await queue_contents(settings, dlq) == ["ev-0-1-0"]
     checker = await aio_pika.connect(settings.amqp_url.get_secret_value())
     async with checker:
         with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):

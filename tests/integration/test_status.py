@@ -27,6 +27,7 @@ from tests.servers import (
     delete_queues,
     deployment_env,
     make_settings,
+    queue_contents,
     require_minio,
     require_rabbitmq,
     s3_client,
@@ -78,18 +79,6 @@ async def deployment() -> AsyncIterator[tuple[Settings, Broker]]:
         await delete_queues(settings, list(queue_arguments(settings, APP)))
 
 
-async def contents(settings: Settings, queue: str) -> list[str | None]:
-    """Every message id in ``queue``, in order, all given back (as `dlq ls` reads)."""
-    conn = await aio_pika.connect(settings.amqp_url.get_secret_value())
-    async with conn:
-        channel = await conn.channel()
-        q = await channel.declare_queue(queue, passive=True)
-        ids = []
-        while (m := await q.get(no_ack=False, fail=False)) is not None:
-            ids.append(m.message_id)
-    return ids
-
-
 async def fill(settings: Settings, broker: Broker) -> None:
     q = settings.queues
     # Out of time order on purpose: the head is the oldest by position, the last by time.
@@ -116,7 +105,7 @@ async def test_figures_are_right_and_nothing_moves(deployment: tuple[Settings, B
     q = settings.queues
     await fill(settings, broker)
     dlq, work = q.dead_letter("status_probe"), q.function("status_probe")
-    before = {name: await contents(settings, name) for name in (dlq, work)}
+    before = {name: await queue_contents(settings, name) for name in (dlq, work)}
     assert len(before[dlq]) == 3 and len(before[work]) == 4
 
     metrics = Metrics(["status_probe"])
@@ -161,9 +150,9 @@ async def test_figures_are_right_and_nothing_moves(deployment: tuple[Settings, B
     capped = row(too_many, "status_probe").letters
     assert capped is not None and (capped.count, capped.read, capped.last) == (3, False, None)
 
-    # Nothing was consumed, nothing reordered — though `contents` gave every entry back
+    # Nothing was consumed, nothing reordered — though `queue_contents` gave every entry back
     # before, which is when a partial read would have rotated them.
-    assert {name: await contents(settings, name) for name in (dlq, work)} == before
+    assert {name: await queue_contents(settings, name) for name in (dlq, work)} == before
 
 
 async def test_cli_json_and_a_missing_deployment(deployment: tuple[Settings, Broker]) -> None:
