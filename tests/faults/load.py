@@ -91,15 +91,21 @@ REFUSALS = frozenset(
 """What the store answers about a key it will never take (not a passing outage)."""
 
 
-def put(s3: S3Client, item: Item, *, tries: int = 60) -> None:
+def put(s3: S3Client, item: Item, *, patience: float = 300.0) -> None:
     """Upload ``item``, retrying while the store refuses for a moment (a fault is on).
 
-    Anything but a refusal of the key itself is retried: a restarting MinIO
-    answers 403 until it has loaded its users, and 503 until its drives are up.
+    Anything but a refusal of the key itself is retried, for up to ``patience``
+    seconds, as a client that means to store its file would: a restarting MinIO
+    answers 403 until it has loaded its users and 503 until its drives are up.
+    A success clears the failure an earlier try noted: before, it did not, so
+    an upload stored on its second try was still counted as refused — left out
+    of the judged inputs and counted lost (the MinIO row's "8 lost").
     """
-    for _ in range(tries):
+    deadline = time.monotonic() + patience
+    while True:
         try:
             item.etag = s3.put_object(Bucket=item.bucket, Key=item.key, Body=item.body)["ETag"]
+            item.refused = None
             return
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
@@ -109,6 +115,8 @@ def put(s3: S3Client, item: Item, *, tries: int = 60) -> None:
             item.refused = f"store unavailable: {code}"
         except BotoCoreError as exc:  # connection refused while the store restarts
             item.refused = f"store unavailable: {exc}"
+        if time.monotonic() >= deadline:
+            return
         time.sleep(0.5)
 
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import struct
 
+from botocore.exceptions import ClientError
+
 from tests.faults.corpus import BOMB_MEMBER, BOMB_MEMBERS, bomb, corpus, long_key
 from tests.faults.effects import tally
+from tests.faults.load import Item, put, rows
 from tests.faults.table import Row, render
 
 
@@ -109,3 +112,39 @@ def test_a_long_key_has_exactly_its_length_in_segments_minio_takes() -> None:
     key = long_key("uploads/x/", 1024)
     assert len(key.encode()) == 1024
     assert max(len(s.encode()) for s in key.split("/")) <= 255
+
+
+class _Flaky:
+    """An S3 client whose store answers 503 ``fails`` times, then takes the object."""
+
+    def __init__(self, fails: int, code: str = "ServiceUnavailable") -> None:
+        self.fails = fails
+        self.code = code
+        self.tries = 0
+
+    def put_object(self, **_: object) -> dict[str, str]:
+        self.tries += 1
+        if self.tries <= self.fails:
+            raise ClientError({"Error": {"Code": self.code, "Message": "x"}}, "PutObject")
+        return {"ETag": '"e"'}
+
+
+def _item() -> Item:
+    return Item(bucket="b", key="k", body=b"x", function="f", expect=rows(1))
+
+
+def test_an_upload_stored_on_a_later_try_is_an_input_not_a_refusal() -> None:
+    # Before: the first try's failure stayed noted after the second try stored the
+    # object, so it was left out of the judged inputs and counted lost.
+    item, s3 = _item(), _Flaky(fails=1)
+    put(s3, item, patience=5)  # type: ignore[arg-type]
+    assert (item.etag, item.refused, s3.tries) == ('"e"', None, 2)
+
+
+def test_a_key_the_store_refuses_is_not_retried_and_an_outage_is_given_up_on() -> None:
+    item, s3 = _item(), _Flaky(fails=9, code="KeyTooLongError")
+    put(s3, item, patience=5)  # type: ignore[arg-type]
+    assert s3.tries == 1 and item.refused is not None and item.etag is None
+    item, s3 = _item(), _Flaky(fails=10**6)
+    put(s3, item, patience=0)  # type: ignore[arg-type]
+    assert s3.tries == 1 and item.refused == "store unavailable: ServiceUnavailable"
