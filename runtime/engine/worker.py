@@ -25,6 +25,7 @@ from runtime.core.records import Attempt, ErrorInfo, Invocation, Result, Source,
 from runtime.engine.observer import Observer, Observers
 from runtime.engine.outcome import Outcome, Status
 from runtime.engine.seen import Seen
+from runtime.engine.turns import Turns
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -57,6 +58,7 @@ class Worker:
         self.output_bucket = output_bucket
         self.chunk_size = chunk_size
         self.observer = observer or Observers()
+        self.turns = Turns()
         self.log = structlog.get_logger("bucketfn.worker").bind(function=route.name)
 
     async def handle(self, message: AbstractIncomingMessage) -> Outcome:
@@ -87,14 +89,19 @@ class Worker:
         return outcome
 
     async def process(self, inv: Invocation) -> Outcome:
-        """Invoke, and on failure publish the retry or the dead letter."""
-        started = time.monotonic()
-        try:
-            outcome = await self.invoke(inv)
-        except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes
-            outcome = await self._failed(inv, exc)
-        self.observer.finished(inv, outcome, time.monotonic() - started)
-        return outcome
+        """Invoke, and on failure publish the retry or the dead letter.
+
+        One at a time per record (see :mod:`runtime.engine.turns`): a second
+        copy of an invocation waits, then finds the first one's record.
+        """
+        async with self.turns.take(f"{inv.event.bucket}/{self._record_key(inv)}"):
+            started = time.monotonic()
+            try:
+                outcome = await self.invoke(inv)
+            except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes
+                outcome = await self._failed(inv, exc)
+            self.observer.finished(inv, outcome, time.monotonic() - started)
+            return outcome
 
     async def invoke(self, inv: Invocation) -> Outcome:
         """Run the handler unless a result for this revision exists; write the record."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -206,3 +207,64 @@ async def test_a_dead_letter_whose_record_cannot_be_written_is_parked_not_duplic
     nxt = orjson.loads(h.publisher.messages[0][1])
     assert nxt["attempt"] == 2
     assert "could not record the outcome" in nxt["history"][-1]["message"]
+
+
+gated = Router()
+gate = asyncio.Event()
+entered = asyncio.Event()
+gated_calls: list[str] = []
+
+
+@gated.function(bucket="job-inputs", prefix="uploads/")
+async def slow(event: ObjectEvent, ctx: Context) -> dict[str, int]:
+    gated_calls.append(event.key)
+    entered.set()
+    await gate.wait()
+    return {"n": 1}
+
+
+async def test_two_copies_of_one_invocation_in_flight_run_the_handler_once() -> None:
+    # Before: both copies (the sweep's and the event's, or a retry and a slow first
+    # run) found no record, both ran, and the record got a second version.
+    h = Harness()
+    route = gated.routes[0]
+    worker = h.worker(route)
+    h.storage.put_bytes("job-inputs", "uploads/twice", b"x")
+    inv = Invocation(function="slow", event=h.event("job-inputs", "uploads/twice"))
+    gate.clear()
+    entered.clear()
+    gated_calls.clear()
+    first = asyncio.create_task(worker.process(inv))
+    await entered.wait()
+    second = asyncio.create_task(worker.process(inv))
+    for _ in range(20):  # let the second copy get as far as it can on its own
+        await asyncio.sleep(0)
+    assert gated_calls == ["uploads/twice"]
+    gate.set()
+    outcomes = await asyncio.gather(first, second)
+    assert [o.status for o in outcomes] == [Status.OK, Status.DUPLICATE]
+    assert gated_calls == ["uploads/twice"]
+    assert len(worker.turns) == 0  # the lock table forgets keys with nothing in flight
+    key = ("job-outputs", result_key("slow", "uploads/twice"))
+    assert orjson.loads(h.storage.objects[key].data)["status"] == "ok"
+
+
+async def test_other_keys_do_not_wait_for_a_slow_one() -> None:
+    h = Harness()
+    route = gated.routes[0]
+    worker = h.worker(route)
+    for k in ("uploads/slow-a", "uploads/slow-b"):
+        h.storage.put_bytes("job-inputs", k, b"x")
+    gate.clear()
+    entered.clear()
+    gated_calls.clear()
+    invs = [
+        Invocation(function="slow", event=h.event("job-inputs", k))
+        for k in ("uploads/slow-a", "uploads/slow-b")
+    ]
+    tasks = [asyncio.create_task(worker.process(i)) for i in invs]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert sorted(gated_calls) == ["uploads/slow-a", "uploads/slow-b"]  # both running at once
+    gate.set()
+    assert [o.status for o in await asyncio.gather(*tasks)] == [Status.OK, Status.OK]
