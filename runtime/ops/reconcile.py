@@ -13,8 +13,10 @@ read a page at a time, and the result records of one page are read with one
 ranged listing from the smallest to the largest of its result keys. Memory is
 bounded by the page, never by the bucket.
 
-An object counts as done when its result record was written at or after the
-object's own last write (a record for an older write predates the newer write).
+An object counts as done when its result record was written after the
+object's own last write (a record for an older write predates the newer write),
+or, where the times do not settle it, when the record names the object's
+current revision.
 Objects younger than ``grace`` are left to their own events, which are most
 likely in flight.
 """
@@ -31,6 +33,7 @@ from runtime.core import names
 from runtime.core.events import listed
 from runtime.core.names import Header, Meta
 from runtime.core.records import Invocation, dumps
+from runtime.engine.seen import Seen
 
 if TYPE_CHECKING:
     from runtime.app.router import Route
@@ -122,10 +125,10 @@ class Reconciler:
         if not batch:
             return out
         written = await self._records(route, [names.result_key(route.name, o.key) for o in batch])
-        ties = await self._ties(route, batch, written)
+        judged = await self._judged(route, batch, written)
         for info in batch:
             record = written.get(names.result_key(route.name, info.key))
-            if record is not None and ties.get(info.key, _at_or_after(record, info.last_modified)):
+            if record is not None and judged.get(info.key, True):
                 out.done += 1
             elif info.last_modified is not None and info.last_modified > cutoff:
                 out.young += 1
@@ -133,15 +136,21 @@ class Reconciler:
                 out.pending.append(info)
         return out
 
-    async def _ties(
+    async def _judged(
         self, route: Route, batch: list[ObjectInfo], written: dict[str, datetime | None]
     ) -> dict[str, bool]:
-        """Decide the objects whose record has the very same Last-Modified as they do.
+        """Decide, by revision, the objects whose record's time does not settle it.
 
-        A tie says nothing at a store's precision (whole seconds on SeaweedFS: a
-        rewrite in the same second as the last result would count as done for
-        ever). HEAD those records and compare the revision each was written for
-        with the listing's etag. One HEAD per tie; ties are rare on MinIO (ms).
+        A record written after its object's Last-Modified is of its current
+        content (each is written after its revision is). Otherwise the times say
+        nothing for sure: a tie at a store's precision (whole seconds on
+        SeaweedFS), or an object written again with the same content after its
+        record — a promotion the ledger settled once more, a copy onto itself.
+        Counted as not done, the latter was enqueued on every pass for ever, and
+        skipped by the worker as a duplicate every time. For those, HEAD the
+        record and the object and compare the revision the record was written
+        for (its metadata) with the object's current one (version id, else
+        etag). Two HEADs each; both cases are rare.
         """
         limit = asyncio.Semaphore(HEADS)
 
@@ -150,16 +159,19 @@ class Reconciler:
                 rec = await self.storage.head(
                     self.output_bucket, names.result_key(route.name, info.key)
                 )
-            meta = (rec.metadata or {}) if rec is not None else {}
-            return info.key, bool(info.etag) and meta.get(Meta.REVISION) == info.etag
+                current = await self.storage.head(info.bucket, info.key)
+            if rec is None or current is None:
+                return info.key, current is None  # a deleted object needs nothing
+            wrote = Seen.of(rec.metadata or {}).revision
+            return info.key, bool(wrote) and wrote == listed(current).revision
 
-        tied = [
+        doubtful = [
             info
             for info in batch
-            if info.last_modified is not None
-            and written.get(names.result_key(route.name, info.key)) == info.last_modified
+            if (key := names.result_key(route.name, info.key)) in written
+            and not _after(written[key], info.last_modified)
         ]
-        return dict(await asyncio.gather(*(one(info) for info in tied)))
+        return dict(await asyncio.gather(*(one(info) for info in doubtful)))
 
     async def _records(self, route: Route, wanted: list[str]) -> dict[str, datetime | None]:
         """Last-Modified of the wanted result records that exist, by one ranged listing."""
@@ -207,9 +219,9 @@ class Reconciler:
         return [event for event in sent if event is not None]
 
 
-def _at_or_after(record: datetime | None, source: datetime | None) -> bool:
+def _after(record: datetime | None, source: datetime | None) -> bool:
     # Without both times there is no telling: a record exists, trust it (the
     # worker's own checks refuse a stale event anyway).
     if record is None or source is None:
         return True
-    return record >= source
+    return record > source

@@ -212,3 +212,49 @@ async def test_a_checkpoint_left_by_a_run_on_another_prefix_is_not_resumed() -> 
         )
     other = await backfill([ROUTE], settings, storage, rec, scope=Scope(prefix="p/a/"))
     assert (other["count"].listed, other["count"].enqueued) == (20, 20)
+
+
+async def test_an_object_written_again_with_the_same_content_after_its_record_is_done() -> None:
+    # The ledger settles a promotion by copying it onto its key: the same bytes
+    # (same etag), a new Last-Modified after the record of that content. Before,
+    # every pass enqueued such an object, and the worker skipped it as a duplicate.
+    storage, publisher, clock, rec = setup()
+    storage.put_bytes("in", "p/again.csv", b"same bytes")
+    first = await storage.head("in", "p/again.csv")
+    assert first is not None and first.etag
+    clock.tick()
+    storage.put_bytes(
+        "out", result_key("count", "p/again.csv"), b"{}", metadata={Meta.REVISION: first.etag}
+    )
+    clock.tick()
+    storage.put_bytes("in", "p/again.csv", b"same bytes")  # copied onto itself
+    (page,) = [p async for p in rec.pages(ROUTE)]
+    assert (page.done, page.pending) == (1, [])
+    # Other bytes after the record are still pending, however the times fall.
+    clock.tick()
+    storage.put_bytes("in", "p/again.csv", b"other bytes")
+    (page,) = [p async for p in rec.pages(ROUTE)]
+    assert [o.key for o in page.pending] == ["p/again.csv"]
+    assert [e.key for e in await rec.enqueue(ROUTE, page.pending)] == ["p/again.csv"]
+    assert enqueued(publisher) == ["p/again.csv"]
+
+
+async def test_on_a_versioned_bucket_a_record_is_judged_by_version_id() -> None:
+    storage, _, clock, _ = setup()
+    storage.versioned = frozenset({"in"})
+    later = lambda: clock.now + timedelta(hours=1)  # noqa: E731
+    rec = Reconciler(storage, MemoryPublisher(), Queues("t"), "out", clock=later)
+    storage.put_bytes("in", "p/v.csv", b"same bytes")
+    clock.tick()
+    storage.put_bytes("in", "p/v.csv", b"same bytes")  # same etag, a new version
+    second = await storage.head("in", "p/v.csv")
+    assert second is not None and second.version_id
+    storage.put_bytes(  # a record of the current version, written in the same instant
+        "out", result_key("count", "p/v.csv"), b"{}", metadata={Meta.REVISION: second.version_id}
+    )
+    (page,) = [p async for p in rec.pages(ROUTE)]
+    assert (page.done, page.pending) == (1, [])
+    clock.tick()
+    storage.put_bytes("in", "p/v.csv", b"same bytes")  # a third version, after the record
+    (page,) = [p async for p in rec.pages(ROUTE)]
+    assert [o.key for o in page.pending] == ["p/v.csv"]
