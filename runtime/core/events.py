@@ -129,21 +129,15 @@ def _record(rec: Mapping[str, Any]) -> ObjectEvent:
     name = str(rec["eventName"])
     if not name.startswith("s3:"):
         name = "s3:" + name  # AWS and some Ceph versions omit the prefix
-    bucket = str(s3["bucket"]["name"])
-    key = decode_key(str(obj["key"]))
-    etag = obj.get("eTag") or obj.get("etag") or None
-    version = obj.get("versionId") or None
-    sequencer = obj.get("sequencer") or None
-    return ObjectEvent(
-        event_id=event_id(bucket, key, name, version, etag, sequencer),
-        event_name=name,
-        bucket=bucket,
-        key=key,
+    return announced(
+        name=name,
+        bucket=str(s3["bucket"]["name"]),
+        key=decode_key(str(obj["key"])),
         size=obj.get("size"),
-        etag=etag.strip('"') if isinstance(etag, str) else None,
-        version_id=version,
-        sequencer=sequencer,
-        event_time=rec.get("eventTime") or None,
+        etag=obj.get("eTag") or obj.get("etag") or None,
+        version=obj.get("versionId") or None,
+        sequencer=obj.get("sequencer") or None,
+        time=rec.get("eventTime") or None,
         content_type=obj.get("contentType") or None,
         metadata=_metadata(obj),
         source=source,
@@ -171,25 +165,51 @@ def _eventbridge(doc: Mapping[str, Any]) -> list[ObjectEvent]:
     else:
         return []
     obj = detail["object"]
-    bucket = str(detail["bucket"]["name"])
-    key = decode_key(str(obj["key"]))  # URL-encoded as in S3's own notifications
-    etag = obj.get("etag") or None
-    version = obj.get("version-id") or None
-    sequencer = obj.get("sequencer") or None
     return [
-        ObjectEvent(
-            event_id=event_id(bucket, key, name, version, etag, sequencer),
-            event_name=name,
-            bucket=bucket,
-            key=key,
+        announced(
+            name=name,
+            bucket=str(detail["bucket"]["name"]),
+            key=decode_key(str(obj["key"])),  # URL-encoded as in S3's own notifications
             size=obj.get("size"),
-            etag=etag.strip('"') if isinstance(etag, str) else None,
-            version_id=version,
-            sequencer=sequencer,
-            event_time=doc.get("time") or None,
+            etag=obj.get("etag") or None,
+            version=obj.get("version-id") or None,
+            sequencer=obj.get("sequencer") or None,
+            time=doc.get("time") or None,
             source="aws",
         )
     ]
+
+
+def announced(
+    *,
+    name: str,
+    bucket: str,
+    key: str,
+    size: Any,
+    etag: Any,
+    version: str | None,
+    sequencer: str | None,
+    time: Any,
+    source: Source,
+    content_type: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> ObjectEvent:
+    """The one constructor of an event from what a store said about an object (a
+    record, an EventBridge event, a listing): its id, and the etag without quotes."""
+    return ObjectEvent(
+        event_id=event_id(bucket, key, name, version, etag, sequencer),
+        event_name=name,
+        bucket=bucket,
+        key=key,
+        size=size,
+        etag=etag.strip('"') if isinstance(etag, str) else None,
+        version_id=version,
+        sequencer=sequencer,
+        event_time=time,
+        content_type=content_type,
+        metadata=dict(metadata or {}),
+        source=source,
+    )
 
 
 def _source(event_source: str) -> Source:
@@ -242,15 +262,15 @@ def listed(info: ObjectInfo) -> ObjectEvent:
     The sweep and backfill build invocations from it; no sequencer is known, so
     the worker asks the store what is current before it runs the handler.
     """
-    return ObjectEvent(
-        event_id=event_id(info.bucket, info.key, PUT, info.version_id, info.etag, None),
-        event_name=PUT,
+    return announced(
+        name=PUT,
         bucket=info.bucket,
         key=info.key,
         size=info.size,
         etag=info.etag,
-        version_id=info.version_id,
-        event_time=info.last_modified,
+        version=info.version_id,
+        sequencer=None,
+        time=info.last_modified,
         metadata={k.lower(): v for k, v in (info.metadata or {}).items()},
         source="listing",
     )
