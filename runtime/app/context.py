@@ -212,6 +212,8 @@ class Context:
             body,
             content_type=content_type,
             metadata=self.lineage(**(metadata or {})),
+            # A redone run of this very code on this revision keeps the first run's file.
+            keep={Meta.FUNCTION_VERSION: self.function_version},
         )
         if standing is Standing.LOST:
             raise Superseded(f"{bucket}/{key} holds a newer revision of {ev.bucket}/{ev.key}")

@@ -291,3 +291,55 @@ async def test_the_sweeps_run_of_a_revision_its_event_already_wrote_is_not_super
     assert await ledger.write(by_event, b"a", content_type="t", metadata={}) is Standing.NEWEST
     by_sweep = Entry.of(head.etag, None)
     assert await ledger.write(by_sweep, b"b", content_type="t", metadata={}) is Standing.NEWEST
+
+
+def _promotion_ledger(storage: MemoryStorage) -> Any:
+    from runtime.app.ledger import Ledger
+
+    return Ledger(
+        storage=storage,
+        history_bucket="out",
+        history="f/k/_history/t/",
+        bucket="staging",
+        key="k.parquet",
+        source_bucket="src",
+        source_key="k",
+    )
+
+
+async def test_a_redone_promotion_keeps_the_first_runs_file() -> None:
+    # Found by make faults: a run SIGKILLed after its promotion but before its ack
+    # was redelivered, ran again, and wrote the staging file a second time with
+    # other bytes (a new version of it, and a second to_curated run on that).
+    from runtime.app.ledger import Standing
+
+    storage = MemoryStorage(versioned=frozenset({"staging"}))
+    await storage.put("src", "k", b"v1", content_type="text/plain")
+    head = await storage.head("src", "k")
+    assert head is not None and head.etag is not None
+    entry = Entry.of(head.etag, "187A000000000001")
+    keep = {"bucketfn-function-version": "1"}
+    meta = {"bucketfn-function-version": "1"}
+    ledger = _promotion_ledger(storage)
+    assert await ledger.write(entry, b"first", content_type="t", metadata=meta, keep=keep) is (
+        Standing.NEWEST
+    )
+    version = storage.objects[("staging", "k.parquet")].version_id
+    assert version is not None
+
+    async def redone() -> AsyncIterator[bytes]:
+        raise AssertionError("a kept promotion's body is never read")
+        yield b""  # pragma: no cover - makes this an async generator
+
+    assert await ledger.write(entry, redone(), content_type="t", metadata=meta, keep=keep) is (
+        Standing.NEWEST
+    )
+    assert storage.objects[("staging", "k.parquet")].version_id == version  # no second version
+    assert storage.objects[("staging", "k.parquet")].data == b"first"
+    # New code on the same revision (a backfill after a fix) does replace it.
+    newer = {"bucketfn-function-version": "2"}
+    assert (
+        await ledger.write(entry, b"second", content_type="t", metadata=newer, keep=newer)
+        is Standing.NEWEST
+    )
+    assert storage.objects[("staging", "k.parquet")].data == b"second"
