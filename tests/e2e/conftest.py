@@ -100,6 +100,30 @@ async def test_target() -> None:
     await ensure_test_target(settings)
 
 
+@contextlib.asynccontextmanager
+async def running(app: App, settings: Settings) -> AsyncIterator[Seen]:
+    """The runtime in this process until the block ends, and what it saw.
+
+    Fails the test if the runtime does not become ready within 30 s, and if it
+    fails on its way down: that is a failure of the suite, not a detail.
+    """
+    stop, ready, seen = asyncio.Event(), asyncio.Event(), Seen()
+    task = asyncio.create_task(serve(app, settings, stop, ready=ready, observers=(seen,)))
+    waiter = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()  # raises the startup error
+    if not ready.is_set():
+        waiter.cancel()
+        task.cancel()
+        pytest.fail("the runtime did not become ready within 30 s", pytrace=False)
+    try:
+        yield seen
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
 @pytest.fixture(scope="session")
 async def stack() -> AsyncIterator[Stack]:
     settings = make_settings()
@@ -107,20 +131,7 @@ async def stack() -> AsyncIterator[Stack]:
     client = s3_client(settings)
     require_minio(client)
     await init(APP, settings)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    seen = Seen()
-    task = asyncio.create_task(serve(APP, settings, stop, ready=ready, observers=(seen,)))
-    done, _ = await asyncio.wait(
-        {task, asyncio.create_task(ready.wait())}, timeout=30, return_when=asyncio.FIRST_COMPLETED
-    )
-    if task in done:
-        task.result()  # raises the startup error
-    if not ready.is_set():
-        task.cancel()
-        pytest.fail("the runtime did not become ready within 30 s", pytrace=False)
-    yield Stack(settings=settings, s3=client, app=APP, seen=seen)
-    stop.set()
-    # A runtime that fails on its way down is a failure of the suite, not a detail.
-    await asyncio.wait_for(task, 60)
+    async with running(APP, settings) as seen:
+        yield Stack(settings=settings, s3=client, app=APP, seen=seen)
     await remove_rules(settings, {r.bucket for r in APP.routes})
     await delete_queues(settings, list(queue_arguments(settings, APP)))

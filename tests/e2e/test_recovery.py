@@ -22,10 +22,9 @@ from runtime.adapters.topology import queue_arguments
 from runtime.core.errors import BrokerError
 from runtime.core.names import result_key
 from runtime.core.settings import Settings
-from runtime.engine.process import serve
 from runtime.ops.deadletters import DeadLetters, Entry, select
 from runtime.ops.provision import init
-from tests.e2e.conftest import Seen
+from tests.e2e.conftest import running
 from tests.servers import (
     delete_queues,
     make_settings,
@@ -162,23 +161,6 @@ async def settings() -> AsyncIterator[Settings]:
     await delete_queues(s, list(queue_arguments(s, APP)))
 
 
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Seen]:
-    """The runtime in this process, until the block ends; fails if it does not start."""
-    stop, ready, seen = asyncio.Event(), asyncio.Event(), Seen()
-    task = asyncio.create_task(serve(APP, settings, stop, ready=ready, observers=(seen,)))
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()
-    assert ready.is_set(), "the runtime did not become ready within 30 s"
-    try:
-        yield seen
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
-
-
 async def put(settings: Settings, key: str, body: bytes) -> None:
     s3 = s3_client(settings)
     await asyncio.to_thread(s3.put_object, Bucket="job-inputs", Key=key, Body=body)
@@ -193,7 +175,7 @@ async def entries_for(settings: Settings, function: str, key: str) -> list[Entry
 async def test_a_handler_past_its_timeout_is_retried_and_then_succeeds(settings: Settings) -> None:
     key = f"{PREFIX}timeout/data.bin"
     CALLS.pop("overrun", None)
-    async with running(settings) as seen:
+    async with running(APP, settings) as seen:
         await put(settings, key, b"12345")
         result = await wait_for_object(
             s3_client(settings), "job-outputs", result_key("overrun", key), 60
@@ -215,7 +197,7 @@ async def test_minio_5xx_is_retried_until_the_read_succeeds(settings: Settings) 
     proxy = Faulty(upstream=settings.s3_endpoint, key=key, failures=4)
     async with proxy.serving() as endpoint:
         behind = settings.model_copy(update={"s3_endpoint": endpoint})
-        async with running(behind) as seen:
+        async with running(APP, behind) as seen:
             await put(settings, key, b"1234567")
             result = await wait_for_object(
                 s3_client(settings), "job-outputs", result_key("reader", key), 60
@@ -232,7 +214,7 @@ async def test_minio_5xx_is_retried_until_the_read_succeeds(settings: Settings) 
 async def test_a_replay_whose_publish_fails_keeps_the_dead_letter(settings: Settings) -> None:
     key = f"{PREFIX}stubborn/kept.bin"
     BROKEN["stubborn"] = True
-    async with running(settings):
+    async with running(APP, settings):
         await put(settings, key, b"abc")
         failed = await wait_for_object(
             s3_client(settings), "job-outputs", result_key("stubborn", key), 60
@@ -253,7 +235,7 @@ async def test_a_replay_whose_publish_fails_keeps_the_dead_letter(settings: Sett
     # Once the queue is back, the same entry replays and the fixed function succeeds.
     BROKEN["stubborn"] = False
     try:
-        async with running(settings) as seen:
+        async with running(APP, settings) as seen:
             async with Broker.connect(settings) as broker:
                 report = await DeadLetters(broker, settings, APP).replay(select([entry.id]))
             assert report.replayed == [entry.id]
@@ -267,7 +249,7 @@ async def test_a_replay_gets_a_fresh_retry_budget(settings: Settings) -> None:
     key = f"{PREFIX}stubborn/budget.bin"
     BROKEN["stubborn"] = True
     s3 = s3_client(settings)
-    async with running(settings) as seen:
+    async with running(APP, settings) as seen:
         await put(settings, key, b"abcd")
         await seen.until(lambda: ("stubborn", key, "dead-letter") in seen.outcomes, 60)
         (entry,) = await entries_for(settings, "stubborn", key)
