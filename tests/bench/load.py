@@ -12,7 +12,9 @@ import contextlib
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -24,6 +26,7 @@ from runtime.adapters.s3 import S3Storage
 from runtime.adapters.topology import queue_arguments
 from runtime.core.settings import Settings, load
 from runtime.engine.process import serve
+from tests.servers import s3_client
 
 BODY = b"id,value\n1,2\n"
 
@@ -184,3 +187,67 @@ async def router_rate(n: int = 20_000) -> float:
             for name in queue_arguments(settings, app):
                 await ch.queue_delete(name)
     return n / elapsed
+
+
+CEILING_BUCKET = "bucketfn-bench"
+
+
+def _cycle(s3: Any, key: str) -> None:
+    """One event's S3 requests as the runtime makes them, with no runtime: the upload,
+    the record's HEAD, the GET, the ledger's history PUT, LIST, source HEAD, COPY, LIST."""
+    b = CEILING_BUCKET
+    history = f"out/{key}/_history/"
+    s3.put_object(Bucket=b, Key=key, Body=BODY)
+    with contextlib.suppress(s3.exceptions.ClientError):
+        s3.head_object(Bucket=b, Key=f"out/{key}/result.json")  # 404: not done yet
+    s3.get_object(Bucket=b, Key=key)["Body"].read()
+    s3.put_object(Bucket=b, Key=history + "entry", Body=b'{"status": "ok"}')
+    s3.list_objects_v2(Bucket=b, Prefix=history)
+    s3.head_object(Bucket=b, Key=key)
+    s3.copy_object(
+        Bucket=b, Key=f"out/{key}/result.json", CopySource={"Bucket": b, "Key": history + "entry"}
+    )
+    s3.list_objects_v2(Bucket=b, Prefix=history)
+
+
+def s3_ceiling(settings: Settings, seconds: float = 8, threads: int = 8) -> dict[str, Any]:
+    """Events/s the store allows with no runtime at all: ``threads`` bare boto3 clients
+    each running :func:`_cycle` back to back, to a bucket with no notifications."""
+    run = uuid.uuid4().hex[:8]
+    admin = s3_client(settings)
+    with contextlib.suppress(admin.exceptions.BucketAlreadyOwnedByYou):
+        admin.create_bucket(Bucket=CEILING_BUCKET)
+    stop = time.perf_counter() + seconds
+    cycles = [0] * threads
+
+    def worker(w: int) -> None:
+        s3 = s3_client(settings)
+        while time.perf_counter() < stop:
+            _cycle(s3, f"ceiling-{run}/{w}/{cycles[w]}.csv")
+            cycles[w] += 1
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(worker, range(threads)))
+    rate = sum(cycles) / (time.perf_counter() - t0)
+    keys = [
+        o["Key"]
+        for page in admin.get_paginator("list_objects_v2").paginate(Bucket=CEILING_BUCKET)
+        for o in page.get("Contents", [])
+    ]
+    for start in range(0, len(keys), 1000):
+        batch: Any = {"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True}
+        admin.delete_objects(Bucket=CEILING_BUCKET, Delete=batch)
+    return {"events_per_s": round(rate, 1), "threads": threads, "requests_per_event": 8}
+
+
+def runtime_cpu_seconds() -> float | None:
+    """CPU time (user + system) of the `make up` runtime so far; None if it is not running."""
+    pidfile = Path(os.environ.get("BUCKETFN_STATE", ".state"), "runtime", "runtime.pid")
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        # Fields after the command name: utime and stime are the 12th and 13th.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
