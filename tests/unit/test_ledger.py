@@ -272,36 +272,29 @@ async def test_the_sweeps_run_of_a_revision_its_event_already_wrote_is_not_super
     # Found by make faults: a run killed after its promotion left an entry ordered by
     # the event's sequencer; the sweep's run of the same revision (no sequencer, so
     # ordered first) lost to it for ever, ended superseded and never left a record.
-    from runtime.app.ledger import Ledger, Standing
+    from runtime.app.ledger import Standing
 
     storage = MemoryStorage()
     await storage.put("src", "k", b"v1", content_type="text/plain")
     head = await storage.head("src", "k")
     assert head is not None and head.etag is not None
-    ledger = Ledger(
-        storage=storage,
-        history_bucket="out",
-        history="f/k/_history/",
-        bucket="out",
-        key="f/k/result.json",
-        source_bucket="src",
-        source_key="k",
-    )
+    ledger = _ledger(storage, "out", "f/k/result.json")
     by_event = Entry.of(head.etag, "187A000000000001")
     assert await ledger.write(by_event, b"a", content_type="t", metadata={}) is Standing.NEWEST
     by_sweep = Entry.of(head.etag, None)
     assert await ledger.write(by_sweep, b"b", content_type="t", metadata={}) is Standing.NEWEST
 
 
-def _promotion_ledger(storage: MemoryStorage) -> Any:
+def _ledger(storage: MemoryStorage, bucket: str, key: str) -> Any:
+    """The ledger of ``bucket/key`` for the source ``src/k`` (history under ``out/f/k/``)."""
     from runtime.app.ledger import Ledger
 
     return Ledger(
         storage=storage,
         history_bucket="out",
-        history="f/k/_history/t/",
-        bucket="staging",
-        key="k.parquet",
+        history="f/k/_history/",
+        bucket=bucket,
+        key=key,
         source_bucket="src",
         source_key="k",
     )
@@ -320,7 +313,7 @@ async def test_a_redone_promotion_keeps_the_first_runs_file() -> None:
     entry = Entry.of(head.etag, "187A000000000001")
     keep = {"bucketfn-function-version": "1"}
     meta = {"bucketfn-function-version": "1"}
-    ledger = _promotion_ledger(storage)
+    ledger = _ledger(storage, "staging", "k.parquet")
     assert await ledger.write(entry, b"first", content_type="t", metadata=meta, keep=keep) is (
         Standing.NEWEST
     )
