@@ -1,4 +1,4 @@
-"""P4/P5: end-to-end throughput and latency, router alone, MinIO PUT rate alone.
+"""P4/P5: end-to-end throughput and latency, MinIO PUT rate alone, the S3-only ceiling.
 
 Everything runs on one machine: MinIO, RabbitMQ, the runtime (started by
 ``make up``) and this load generator share its cores, so the figures are of the
@@ -13,19 +13,11 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aio_pika
-import orjson
-
-from runtime import App, Context, ObjectEvent, Router
-from runtime.adapters.amqp import Broker
 from runtime.adapters.s3 import S3Storage
-from runtime.adapters.topology import queue_arguments
-from runtime.core.settings import Settings, load
-from runtime.engine.process import serve
+from runtime.core.settings import Settings
 from tests.servers import s3_client
 
 BODY = b"id,value\n1,2\n"
@@ -120,73 +112,6 @@ async def minio_put_rate(settings: Settings, seconds: float = 5, concurrency: in
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
         return count / (time.perf_counter() - t0)
-
-
-def _minio_event(key: str) -> bytes:
-    return orjson.dumps(
-        {
-            "EventName": "s3:ObjectCreated:Put",
-            "Key": f"job-inputs/{key}",
-            "Records": [
-                {
-                    "eventSource": "minio:s3",
-                    "eventName": "s3:ObjectCreated:Put",
-                    "eventTime": datetime.now().isoformat(),
-                    "s3": {
-                        "bucket": {"name": "job-inputs"},
-                        "object": {"key": key, "size": 13, "eTag": uuid.uuid4().hex},
-                    },
-                }
-            ],
-        }
-    )
-
-
-sink = Router()
-
-
-@sink.function(bucket="job-inputs", prefix="routerbench/")
-async def routerbench(event: ObjectEvent, ctx: Context) -> None:
-    """Never runs: the router benchmark only fills this function's queue."""
-
-
-async def router_rate(n: int = 20_000) -> float:
-    """Events/s the router moves from the ingress queue to a function queue."""
-    settings = load().model_copy(update={"queue_prefix": f"bench-{uuid.uuid4().hex[:6]}"})
-    app = App([sink])
-    q = settings.queues
-    async with Broker.connect(settings) as broker:
-        await broker.declare(settings, app)
-        conn = await aio_pika.connect(settings.amqp_url.get_secret_value())
-        async with conn:
-            ch = await conn.channel(publisher_confirms=True)
-            window = 500
-            for start in range(0, n, window):
-                await asyncio.gather(
-                    *(
-                        ch.default_exchange.publish(
-                            aio_pika.Message(_minio_event(f"routerbench/{i}.csv")),
-                            routing_key=q.ingress,
-                        )
-                        for i in range(start, min(n, start + window))
-                    )
-                )
-            stop, ready = asyncio.Event(), asyncio.Event()
-            task = asyncio.create_task(serve(app, settings, stop, functions=set(), ready=ready))
-            await ready.wait()
-            t0 = time.perf_counter()
-            target = await ch.declare_queue(q.function("routerbench"), passive=True)
-            while True:
-                target = await ch.declare_queue(q.function("routerbench"), passive=True)
-                if (target.declaration_result.message_count or 0) >= n:
-                    break
-                await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - t0
-            stop.set()
-            await task
-            for name in queue_arguments(settings, app):
-                await ch.queue_delete(name)
-    return n / elapsed
 
 
 CEILING_BUCKET = "bucketfn-bench"

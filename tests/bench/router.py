@@ -21,6 +21,7 @@ import os
 import resource
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +29,43 @@ import aio_pika
 import orjson
 import uvloop
 
-from runtime import App
+from runtime import App, Context, ObjectEvent, Router
 from runtime.adapters.amqp import Broker
 from runtime.adapters.topology import queue_arguments
 from runtime.core import logs
 from runtime.core.settings import Settings, load
 from runtime.engine.process import serve
-from tests.bench.load import _minio_event, sink
 
 TARGET_CPU_US = 120.0
 """Issue 13's target: CPU per routed event."""
+
+
+def _minio_event(key: str) -> bytes:
+    return orjson.dumps(
+        {
+            "EventName": "s3:ObjectCreated:Put",
+            "Key": f"job-inputs/{key}",
+            "Records": [
+                {
+                    "eventSource": "minio:s3",
+                    "eventName": "s3:ObjectCreated:Put",
+                    "eventTime": datetime.now().isoformat(),
+                    "s3": {
+                        "bucket": {"name": "job-inputs"},
+                        "object": {"key": key, "size": 13, "eTag": uuid.uuid4().hex},
+                    },
+                }
+            ],
+        }
+    )
+
+
+sink = Router()
+
+
+@sink.function(bucket="job-inputs", prefix="routerbench/")
+async def routerbench(event: ObjectEvent, ctx: Context) -> None:
+    """Never runs: the router benchmark only fills this function's queue."""
 
 
 async def _fill(channel: aio_pika.abc.AbstractChannel, queue: str, n: int) -> None:
