@@ -7,6 +7,8 @@ import contextlib
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -17,6 +19,11 @@ import pytest
 from botocore.config import Config
 from pydantic import SecretStr
 
+from runtime import App, ObjectEvent
+from runtime.adapters.amqp import Broker
+from runtime.adapters.topology import queue_arguments
+from runtime.core.letters import DeadLetter
+from runtime.core.records import ErrorInfo, Invocation
 from runtime.core.settings import Settings
 from runtime.testing.real import DEPLOYMENT
 
@@ -83,15 +90,23 @@ async def require_rabbitmq(settings: Settings) -> None:
     await conn.close()
 
 
-def s3_client(settings: Settings) -> S3Client:
-    """An independent, real S3 client (boto3), as a user would hold."""
+def s3_client(
+    settings: Settings, *, endpoint: str | None = None, attempts: int | None = None, pool: int = 10
+) -> S3Client:
+    """An independent, real S3 client (boto3), as a user would hold.
+
+    Standard retries unless ``attempts`` fixes the tries (1: a refusal is seen as
+    it is); ``endpoint`` for another S3 server with the same credentials; ``pool``
+    connections for as many threads.
+    """
+    retries: Any = {"mode": "standard"} if attempts is None else {"max_attempts": attempts}
     return boto3.client(
         "s3",
-        endpoint_url=settings.s3_endpoint,
+        endpoint_url=endpoint or settings.s3_endpoint,
         aws_access_key_id=settings.s3_access_key,
         aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
         region_name=settings.s3_region,
-        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
+        config=Config(s3={"addressing_style": "path"}, retries=retries, max_pool_connections=pool),
     )
 
 
@@ -208,3 +223,34 @@ async def queue_contents(settings: Settings, queue: str) -> list[str | None]:
         while (m := await q.get(no_ack=False, fail=False)) is not None:
             ids.append(m.message_id)
     return ids
+
+
+def probe_event(n: int) -> ObjectEvent:
+    """Event ``n`` of a probe function: key ``k<n>`` in ``job-inputs``."""
+    return ObjectEvent(
+        event_id=f"ev-{n}", event_name="s3:ObjectCreated:Put", bucket="job-inputs", key=f"k{n}"
+    )
+
+
+def dead_letter(function: str, n: int, at: datetime, message: str) -> DeadLetter:
+    """The dead letter a permanent error left for ``function``'s event ``n`` at ``at``."""
+    return DeadLetter(
+        id=f"ev-{n}-1-0",
+        function=function,
+        function_version="v1",
+        reason="permanent error",
+        invocation=Invocation(function=function, event=probe_event(n)),
+        error=ErrorInfo(type="runtime.core.errors.InputError", message=message, fingerprint="f"),
+        dead_lettered_at=at,
+    )
+
+
+@contextlib.asynccontextmanager
+async def declared(settings: Settings, app: App) -> AsyncIterator[Broker]:
+    """A broker connection with ``app``'s queues declared; they are deleted afterwards."""
+    try:
+        async with Broker.connect(settings) as broker:
+            await broker.declare(settings, app)
+            yield broker
+    finally:
+        await delete_queues(settings, list(queue_arguments(settings, app)))

@@ -16,12 +16,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
 from boto3.s3.transfer import TransferConfig
 
 from runtime.core.names import result_key
 from runtime.core.settings import load
+from tests.servers import s3_client
 
 UNITS = {"KB": 1000, "MB": 1000**2, "GB": 1000**3}
 
@@ -57,13 +57,7 @@ def write_csv(path: Path, size: int, seed: int = 7) -> int:
 def measure(size: int, repeats: int = 3, timeout: float = 600) -> dict[str, Any]:
     """Upload a CSV ``repeats`` times; time each upload and each PUT→result."""
     settings = load()
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
-        region_name=settings.s3_region,
-    )
+    s3 = s3_client(settings)
     latencies, uploads = [], []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.csv"

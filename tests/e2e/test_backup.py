@@ -33,15 +33,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import orjson
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 import pytest
-from botocore.config import Config
 
 from runtime.core.names import Meta, output_prefix
 from tests.e2e.test_lake import orders_csv, result_for
-from tests.servers import deployment_env, unique
+from tests.servers import deployment_env, s3_client, unique
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -83,15 +81,7 @@ def second(stack: Stack) -> Iterator[S3Client]:
     if started:
         run = _minio("start")
         assert run.returncode == 0, f"the second MinIO did not start:\n{run.stderr}"
-    s = stack.settings
-    client = boto3.client(
-        "s3",
-        endpoint_url=f"http://{ADDRESS}",
-        aws_access_key_id=s.s3_access_key,
-        aws_secret_access_key=s.s3_secret_key.get_secret_value(),
-        region_name=s.s3_region,
-        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
-    )
+    client = s3_client(stack.settings, endpoint=f"http://{ADDRESS}")
     client.list_buckets()  # answers, or the test fails here
     yield client
     if started:

@@ -19,32 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import boto3
-from botocore.config import Config
-
 from runtime.core.settings import Settings, load
+from tests.servers import s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "infra/local"
-
-
-def s3_client(settings: Settings, *, pool: int = 32) -> S3Client:
-    """A boto3 client on the stack's S3 endpoint, retrying in standard mode."""
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
-        region_name=settings.s3_region,
-        config=Config(
-            s3={"addressing_style": "path"},
-            retries={"mode": "standard"},
-            max_pool_connections=pool,
-        ),
-    )
 
 
 @dataclass(slots=True)
@@ -58,7 +40,7 @@ class Stack:
     s3: S3Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.s3 = s3_client(self.settings)
+        self.s3 = s3_client(self.settings, pool=32)
 
     def script(self, name: str, *args: str) -> str:
         """Run ``infra/local/<name>.sh ARGS`` (it reads the same environment); its stdout."""

@@ -20,13 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runtime import App, Context, ObjectEvent, Router
 from runtime.adapters.amqp import Broker
-from runtime.adapters.topology import queue_arguments
-from runtime.core.letters import DeadLetter
-from runtime.core.records import ErrorInfo, Invocation, dumps
+from runtime.core.records import dumps
 from runtime.core.settings import Settings
 from runtime.engine.health import Health
 from runtime.http import Metrics, QueueStats, running
-from tests.servers import delete_queues, make_settings, queue_contents, require_rabbitmq
+from tests.servers import dead_letter, declared, make_settings, queue_contents, require_rabbitmq
 
 pytestmark = pytest.mark.integration
 
@@ -43,35 +41,16 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 AGE = "bucketfn_deadletter_oldest_age_seconds"
 
 
-def letter(n: int, at: datetime) -> DeadLetter:
-    event = ObjectEvent(
-        event_id=f"ev-{n}", event_name="s3:ObjectCreated:Put", bucket="job-inputs", key=f"k{n}"
-    )
-    return DeadLetter(
-        id=f"ev-{n}-1-0",
-        function="age_probe",
-        function_version="v1",
-        reason="permanent error",
-        invocation=Invocation(function="age_probe", event=event),
-        error=ErrorInfo(type="runtime.core.errors.InputError", message=f"n{n}", fingerprint="f"),
-        dead_lettered_at=at,
-    )
-
-
 @pytest.fixture
 async def deployment() -> AsyncIterator[tuple[Settings, Broker]]:
     settings = make_settings()
     await require_rabbitmq(settings)
-    try:
-        async with Broker.connect(settings) as broker:
-            await broker.declare(settings, APP)
-            yield settings, broker
-    finally:
-        await delete_queues(settings, list(queue_arguments(settings, APP)))
+    async with declared(settings, APP) as broker:
+        yield settings, broker
 
 
 async def put(broker: Broker, settings: Settings, n: int, age: timedelta) -> None:
-    dl = letter(n, NOW - age)
+    dl = dead_letter("age_probe", n, NOW - age, f"n{n}")
     await broker.publish(settings.queues.dead_letter("age_probe"), dumps(dl), message_id=dl.id)
 
 

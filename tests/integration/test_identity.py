@@ -21,10 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
@@ -98,17 +96,6 @@ def _side(name: str, prefix: str) -> Side:
         }
     )
     return Side(_app(prefix), admin, runtime)
-
-
-def _client(settings: Settings) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
-        region_name=settings.s3_region,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
 
 
 async def _count(settings: Settings, queue: str) -> int:
@@ -213,7 +200,7 @@ async def test_the_runtime_identity_may_only_do_what_its_routes_need(
     sides: tuple[Side, Side],
 ) -> None:
     x, y = sides
-    runtime = _client(x.runtime)
+    runtime = s3_client(x.runtime, attempts=1)
     # What it needs: read and list its trigger prefix, read and write its outputs.
     runtime.list_objects_v2(Bucket=SHARED, Prefix="x/")
     runtime.put_object(Bucket=x.out, Key="copy/probe/result.json", Body=b"{}")
@@ -240,13 +227,14 @@ async def test_what_the_api_presigns_can_do_only_what_the_api_may(
     sides: tuple[Side, Side],
 ) -> None:
     x, _ = sides
-    api = _client(
+    api = s3_client(
         x.admin.model_copy(
             update={
                 "s3_access_key": x.admin.names.identity("api"),
                 "s3_secret_key": SecretStr(API_SECRET),
             }
-        )
+        ),
+        attempts=1,
     )
 
     def put(bucket: str, key: str) -> int:

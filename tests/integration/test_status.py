@@ -16,17 +16,17 @@ import pytest
 
 from runtime import App, Context, ObjectEvent, Router
 from runtime.adapters.amqp import Broker
-from runtime.adapters.topology import queue_arguments
-from runtime.core.letters import DeadLetter
-from runtime.core.records import ErrorInfo, Invocation, dumps
+from runtime.core.records import Invocation, dumps
 from runtime.core.settings import Settings
 from runtime.engine.health import Health
 from runtime.http import Metrics, running
 from runtime.ops.status import Report, Row, gather
 from tests.servers import (
-    delete_queues,
+    dead_letter,
+    declared,
     deployment_env,
     make_settings,
+    probe_event,
     queue_contents,
     require_minio,
     require_rabbitmq,
@@ -46,24 +46,6 @@ APP = App([router])
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def event(n: int) -> ObjectEvent:
-    return ObjectEvent(
-        event_id=f"ev-{n}", event_name="s3:ObjectCreated:Put", bucket="job-inputs", key=f"k{n}"
-    )
-
-
-def letter(n: int, at: datetime, message: str) -> DeadLetter:
-    return DeadLetter(
-        id=f"ev-{n}-1-0",
-        function="status_probe",
-        function_version="v1",
-        reason="permanent error",
-        invocation=Invocation(function="status_probe", event=event(n)),
-        error=ErrorInfo(type="runtime.core.errors.InputError", message=message, fingerprint="f"),
-        dead_lettered_at=at,
-    )
-
-
 @pytest.fixture
 async def deployment() -> AsyncIterator[tuple[Settings, Broker]]:
     settings = make_settings()
@@ -71,12 +53,8 @@ async def deployment() -> AsyncIterator[tuple[Settings, Broker]]:
     require_minio(s3_client(settings))
     with contextlib.suppress(Exception):
         s3_client(settings).create_bucket(Bucket=settings.output_bucket)
-    try:
-        async with Broker.connect(settings) as broker:
-            await broker.declare(settings, APP)
-            yield settings, broker
-    finally:
-        await delete_queues(settings, list(queue_arguments(settings, APP)))
+    async with declared(settings, APP) as broker:
+        yield settings, broker
 
 
 async def fill(settings: Settings, broker: Broker) -> None:
@@ -85,10 +63,10 @@ async def fill(settings: Settings, broker: Broker) -> None:
     for n, (at, msg) in enumerate(
         [(T0, "first"), (T0 + timedelta(hours=2), "newest"), (T0 + timedelta(hours=1), "middle")]
     ):
-        dl = letter(n, at, msg)
+        dl = dead_letter("status_probe", n, at, msg)
         await broker.publish(q.dead_letter("status_probe"), dumps(dl), message_id=dl.id)
     for n in range(3, 7):
-        inv = Invocation(function="status_probe", event=event(n))
+        inv = Invocation(function="status_probe", event=probe_event(n))
         await broker.publish(q.function("status_probe"), dumps(inv), message_id=f"inv-{n}")
 
 
