@@ -23,6 +23,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 from prometheus_client.parser import text_string_to_metric_families
 
 from runtime.core.errors import StorageError
+from runtime.core.names import target_id
 
 if TYPE_CHECKING:
     from runtime.core.settings import Settings
@@ -44,12 +45,6 @@ class TargetStats:
     def lost(self) -> int:
         """Events MinIO did not deliver."""
         return self.failed + self.skipped
-
-
-def target_id(arn: str) -> str:
-    """``arn:minio:sqs::BUCKETFN:amqp`` → ``BUCKETFN``."""
-    parts = arn.split(":")
-    return parts[4] if len(parts) == 6 else arn
 
 
 def token(access_key: str, secret_key: str, ttl: float = 60.0) -> str:

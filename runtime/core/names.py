@@ -10,6 +10,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from runtime.core.errors import ConfigError
+
 _FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MAX_KEY_BYTES = 1024  # S3's limit on an object key
 RESULT_NAME = "result.json"
@@ -247,3 +249,11 @@ def job_result_key(job_id: str) -> str:
 def job_spec_key(job_id: str) -> str:
     """What the job was asked to do, written once it is queued."""
     return job_prefix(job_id) + JOB_NAME
+
+
+def target_id(arn: str) -> str:
+    """``arn:minio:sqs:<region>:<ID>:amqp`` → ``ID`` (what :meth:`Deployment.target_arn` makes)."""
+    parts = arn.split(":")
+    if len(parts) != 6 or parts[:3] != ["arn", "minio", "sqs"] or parts[5] != "amqp":
+        raise ConfigError(f"BUCKETFN_MINIO_TARGET_ARN: not a MinIO AMQP target ARN: {arn!r}")
+    return parts[4]

@@ -85,7 +85,20 @@ class Dispatcher:
         Acked once every invocation is confirmed; what raises is rejected by the
         consumer (never requeued at once).
         """
-        await self._handle(message)
+        try:
+            await self.route(message.body)
+        except EventError as exc:
+            await self._dead_letter(message, exc.reason)
+            return
+        except BrokerError as exc:
+            # Not requeued at once (a hot loop, unbounded on RabbitMQ 4): the ingress
+            # dead-letters it to its dead-letter queue, to be replayed once the cause
+            # (e.g. a missing function queue: run `bucketfn init`) is fixed. Copies
+            # already published are harmless: the worker's idempotency check skips them.
+            log.exception("routing publish failed, dead-lettering the event", error=str(exc))
+            await message.reject(requeue=False)
+            return
+        await message.ack()
 
     async def drain(self, message: AbstractIncomingMessage) -> None:
         """One message the events exchange could not route (its alternate exchange's).
@@ -104,22 +117,6 @@ class Dispatcher:
             f"no queue binds (this deployment's is {self.routing_key!r})"
         )
         await self._dead_letter(message, reason)
-
-    async def _handle(self, message: AbstractIncomingMessage) -> None:
-        try:
-            await self.route(message.body)
-        except EventError as exc:
-            await self._dead_letter(message, exc.reason)
-            return
-        except BrokerError as exc:
-            # Not requeued at once (a hot loop, unbounded on RabbitMQ 4): the ingress
-            # dead-letters it to its dead-letter queue, to be replayed once the cause
-            # (e.g. a missing function queue: run `bucketfn init`) is fixed. Copies
-            # already published are harmless: the worker's idempotency check skips them.
-            log.exception("routing publish failed, dead-lettering the event", error=str(exc))
-            await message.reject(requeue=False)
-            return
-        await message.ack()
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         # The body goes as it came, never re-wrapped: it fitted the broker's

@@ -139,14 +139,6 @@ def target_config(settings: Settings) -> dict[str, str] | None:
     }
 
 
-def target_id(arn: str) -> str:
-    """``arn:minio:sqs:<region>:<ID>:amqp`` → ``ID``."""
-    parts = arn.split(":")
-    if len(parts) != 6 or parts[:3] != ["arn", "minio", "sqs"] or parts[5] != "amqp":
-        raise ConfigError(f"BUCKETFN_MINIO_TARGET_ARN: not a MinIO AMQP target ARN: {arn!r}")
-    return parts[4]
-
-
 async def ensure_target(admin: Admin, settings: Settings) -> bool:
     """The deployment's notification target is loaded; True if ``init`` had to add it.
 
@@ -156,7 +148,7 @@ async def ensure_target(admin: Admin, settings: Settings) -> bool:
     arn = settings.minio_target_arn
     if arn in await admin.arns():
         return False
-    target = target_id(arn)
+    target = names.target_id(arn)
     config = target_config(settings)
     if config is None and target not in await admin.configured():
         raise ConfigError(

@@ -45,9 +45,10 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from runtime.adapters.amqp import Broker, mapped
-from runtime.adapters.notify import target_id, target_stats
+from runtime.adapters.notify import target_stats
 from runtime.adapters.s3 import S3Storage
 from runtime.core.errors import BrokerError, StorageError
+from runtime.core.names import target_id
 from runtime.core.records import now
 from runtime.core.retry import tiers_for
 from runtime.engine.health import PROBE_PREFIX

@@ -11,9 +11,9 @@ from pydantic import SecretStr
 from functions import app as functions_app
 from runtime import App, Context, ObjectEvent, Router
 from runtime.core.errors import ConfigError
-from runtime.core.names import Deployment
+from runtime.core.names import Deployment, target_id
 from runtime.core.settings import Settings
-from runtime.ops.identity import TARGET, api_policy, runtime_policy, target_config, target_id
+from runtime.ops.identity import TARGET, api_policy, runtime_policy, target_config
 
 ROOT = Path(__file__).resolve().parents[2]
 S = "arn:aws:s3:::"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import jwt
 
-from runtime.adapters.notify import parse, target_id, token
+from runtime.adapters.notify import parse, token
+from runtime.core.names import target_id
 
 # Captured from MinIO's /minio/v2/metrics/cluster (two servers, one target each).
 PAGE = """\
