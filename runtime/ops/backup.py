@@ -45,8 +45,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
 from runtime.adapters.s3 import S3Storage, translate
+from runtime.app.rules import covering_prefixes
 from runtime.core.errors import UsageError
-from runtime.core.streams import MIB
+from runtime.core.streams import MIB, rechunk
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -117,11 +118,7 @@ async def is_versioned(client: S3Client, bucket: str) -> bool:
 
 def narrowest(prefixes: Iterable[str]) -> list[str]:
     """The prefixes to list, sorted, without any that another one already covers."""
-    out: list[str] = []
-    for p in sorted(set(prefixes) or {""}):
-        if not any(p.startswith(q) for q in out):
-            out.append(p)
-    return out
+    return covering_prefixes(prefixes) or [""]
 
 
 async def history(
@@ -243,11 +240,11 @@ async def copy_version(source: S3Client, target: S3Client, bucket: str, v: Versi
         await target.delete_object(Bucket=bucket, Key=v.key)  # a new delete marker
         return 0
     pin: dict[str, Any] = {"VersionId": v.version_id} if v.version_id else {}
-    tags = (await source.get_object_tagging(Bucket=bucket, Key=v.key, **pin))["TagSet"]
     obj = await source.get_object(Bucket=bucket, Key=v.key, **pin)
     extra: dict[str, Any] = {h: obj[h] for h in HEADERS if obj.get(h)}  # type: ignore[literal-required]
     extra["Metadata"] = obj.get("Metadata", {})
-    if tags:
+    if obj.get("TagCount"):  # x-amz-tagging-count: only then is there a tag set to read
+        tags = (await source.get_object_tagging(Bucket=bucket, Key=v.key, **pin))["TagSet"]
         extra["Tagging"] = _tagging(tags)
     body = obj["Body"]
     try:
@@ -274,15 +271,10 @@ async def _multipart(
     upload_id = upload["UploadId"]
     done: list[Any] = []
     try:
-        part = bytearray()
-        async for chunk in body.iter_chunks(READ_CHUNK):
-            part += chunk
-            while len(part) >= part_size:
-                piece = bytes(part[:part_size])
-                del part[:part_size]
-                done.append(await _part(target, bucket, key, upload_id, len(done) + 1, piece))
-        if part or not done:
-            done.append(await _part(target, bucket, key, upload_id, len(done) + 1, bytes(part)))
+        async for piece in rechunk(body.iter_chunks(READ_CHUNK), part_size):
+            done.append(await _part(target, bucket, key, upload_id, len(done) + 1, piece))
+        if not done:  # an empty object uploaded in parts is still one (empty) part
+            done.append(await _part(target, bucket, key, upload_id, 1, b""))
         await target.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
         )
@@ -318,7 +310,8 @@ async def copy_bucket(
     The target bucket is created if missing, and versioned if the source is.
     """
     tally = Tally(versioned=await is_versioned(source, bucket))
-    await _ensure(target, bucket, versioned=tally.versioned)
+    await S3Storage(target).ensure_bucket(bucket, versioned=tally.versioned)
+    # Asked again: a store may accept the versioning call and keep no versions.
     keep = tally.versioned and await is_versioned(target, bucket)
     running: set[asyncio.Task[None]] = set()
 
@@ -355,16 +348,6 @@ async def copy_bucket(
     if progress:
         progress(bucket, tally)
     return tally
-
-
-async def _ensure(client: S3Client, bucket: str, *, versioned: bool) -> None:
-    """Create ``bucket`` if missing; turn on versioning if ``versioned``."""
-    if not await exists(client, bucket):
-        await client.create_bucket(Bucket=bucket)
-    if versioned:
-        await client.put_bucket_versioning(
-            Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
-        )
 
 
 async def transfer(
