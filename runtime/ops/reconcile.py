@@ -150,7 +150,7 @@ class Reconciler:
         skipped by the worker as a duplicate every time. For those, HEAD the
         record and the object and compare the revision the record was written
         for (its metadata) with the object's current one (version id, else
-        etag). Two HEADs each; both cases are rare.
+        etag): one HEAD when the record names the listed etag, else two.
         """
         limit = asyncio.Semaphore(HEADS)
 
@@ -159,11 +159,13 @@ class Reconciler:
                 rec = await self.storage.head(
                     self.output_bucket, names.result_key(route.name, info.key)
                 )
+                wrote = Seen.of(rec.metadata or {}).revision if rec is not None else ""
+                if wrote and wrote == info.etag:
+                    return info.key, True  # unversioned: the listing's etag is the revision
                 current = await self.storage.head(info.bucket, info.key)
-            if rec is None or current is None:
-                return info.key, current is None  # a deleted object needs nothing
-            wrote = Seen.of(rec.metadata or {}).revision
-            return info.key, bool(wrote) and wrote == listed(current).revision
+            if current is None:
+                return info.key, True  # a deleted object needs nothing
+            return info.key, bool(wrote) and wrote == (current.version_id or current.etag)
 
         doubtful = [
             info
