@@ -154,6 +154,15 @@ class QueueStats(Collector):
             declared = queue.declaration_result
             figures[name] = (declared.message_count or 0, declared.consumer_count or 0)
         self._figures = figures
+        clock = time.monotonic()
+        if not any(self._stale(name, figures, clock) for name in self._dead if name in figures):
+            # Nothing to read (empty, or known and fresh): no reader's queue to take.
+            self._oldest = {
+                name: found
+                for name in self._dead
+                if name in figures and (found := self._known(name, figures, clock))
+            }
+            return
         async with broker.channel() as channel:
             if not await self._lock(broker, channel):
                 return  # another process is reading them now: last round's figures stand
@@ -184,18 +193,31 @@ class QueueStats(Collector):
             return False
         return True
 
-    async def _age(
-        self, broker: Broker, name: str, function: str | None, figures: dict[str, tuple[int, int]]
+    def _known(
+        self, name: str, figures: dict[str, tuple[int, int]], clock: float
     ) -> tuple[int, datetime | None, float] | None:
-        """The oldest entry of ``name`` (read again only if stale), or None when unknown."""
-        count, clock = figures[name][0], time.monotonic()
+        """What is known of ``name``'s oldest entry without reading: an empty queue's,
+        the last reading while it holds, or None (unknown: too deep to read)."""
+        count = figures[name][0]
         if count == 0:
             return (0, None, clock)
         known = self._oldest.get(name)
         if known is not None and known[0] == count and clock - known[2] < self._reread:
             return known
-        if count > self._read:
-            return None
+        return None
+
+    def _stale(self, name: str, figures: dict[str, tuple[int, int]], clock: float) -> bool:
+        """Whether ``name`` must be read: not empty, its reading old, and shallow enough."""
+        count = figures[name][0]
+        return self._known(name, figures, clock) is None and count <= self._read
+
+    async def _age(
+        self, broker: Broker, name: str, function: str | None, figures: dict[str, tuple[int, int]]
+    ) -> tuple[int, datetime | None, float] | None:
+        """The oldest entry of ``name`` (read again only if stale), or None when unknown."""
+        count, clock = figures[name][0], time.monotonic()
+        if not self._stale(name, figures, clock):
+            return self._known(name, figures, clock)
         try:
             letters = await read_letters(broker, name, function, count, self._read)
         except BrokerError:
