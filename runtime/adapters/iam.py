@@ -30,9 +30,8 @@ AMQP = "notify_amqp"
 class Admin:
     """One MinIO's admin API, as the identity in ``s3_access_key``."""
 
-    def __init__(self, client: MinioAdmin, endpoint: str) -> None:
+    def __init__(self, client: MinioAdmin) -> None:
         self._admin = client
-        self._endpoint = endpoint
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -54,7 +53,7 @@ class Admin:
             http_client=http,
         )
         try:
-            yield cls(client, settings.s3_endpoint)
+            yield cls(client)
         finally:
             http.clear()
 

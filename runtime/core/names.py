@@ -170,6 +170,15 @@ class Deployment:
         """The ARN the notification rules name (MinIO's region is empty unless configured)."""
         return f"arn:minio:sqs:{region}:{self.target_id}:amqp"
 
+    def settings(self) -> dict[str, str]:
+        """The settings that follow the deployment's name unless set explicitly."""
+        return {
+            "deployment": self.name,
+            "queue_prefix": self.name,
+            "routing_key": self.routing_key,
+            "minio_target_arn": self.target_arn(),
+        }
+
     def identity(self, role: str) -> str:
         """The MinIO user — and its policy — ``role`` (runtime, api) runs as."""
         return f"{self.name}-{role}"

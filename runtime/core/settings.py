@@ -132,13 +132,7 @@ class Settings(BaseSettings):
         # run on model_copy: a copy with another deployment must set these itself.
         if not isinstance(data, dict) or "deployment" not in data:
             return data
-        names = Deployment(str(data["deployment"]))
-        derived = {
-            "queue_prefix": names.name,
-            "routing_key": names.routing_key,
-            "minio_target_arn": names.target_arn(),
-        }
-        return {**derived, **data}
+        return {**Deployment(str(data["deployment"])).settings(), **data}
 
     @field_validator("lifecycle_quarantine")
     @classmethod

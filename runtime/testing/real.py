@@ -217,16 +217,13 @@ def _own(base: Settings) -> Settings:
     Set field by field: a copy does not re-derive what follows the deployment.
     """
     token = uuid.uuid4().hex[:10]
-    names = Deployment(DEPLOYMENT)
     # How MinIO reaches RabbitMQ for the test target, unless set: as this process
     # does (a local stack shares the loopback). No trailing "/": MinIO's AMQP
     # client reads it as the empty vhost, not "/".
     amqp = base.minio_amqp_url or SecretStr(base.amqp_url.get_secret_value().rstrip("/"))
     return base.model_copy(
         update={
-            "deployment": names.name,
-            "routing_key": names.routing_key,
-            "minio_target_arn": names.target_arn(),
+            **Deployment(DEPLOYMENT).settings(),
             "minio_amqp_url": amqp,
             "queue_prefix": f"stack-{token}",
             "output_bucket": f"bucketfn-stack-{token}",
