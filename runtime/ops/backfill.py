@@ -84,13 +84,6 @@ async def backfill(
         tally = tallies[route.name] = Tally()
         # A dry run neither resumes nor leaves a checkpoint: it only counts.
         start = "" if dry_run else await marks.get(route)
-        # One checkpoint per function: a run scoped to another prefix left it,
-        # and resuming this one after that key could skip all of it.
-        listing = (
-            scope.prefix if scope.prefix and scope.prefix.startswith(route.prefix) else route.prefix
-        )
-        if not start.startswith(listing):
-            start = ""
         page_size = max(1, min(1000, int(rate))) if rate > 0 else 1000
         async for page in reconciler.pages(
             route, prefix=scope.prefix, start_after=start, page=page_size

@@ -105,6 +105,10 @@ class Reconciler:
         """The route's objects after ``start_after`` (under ``prefix``, within the route's),
         a page at a time, each sorted into done, young and pending."""
         scope = prefix if prefix and prefix.startswith(route.prefix) else route.prefix
+        if not start_after.startswith(scope):
+            # A checkpoint left by a run on another prefix (one per function), or from
+            # before the route's prefix changed: continuing after it could skip it all.
+            start_after = ""
         cutoff = self.clock() - timedelta(seconds=grace)
         batch: list[ObjectInfo] = []
         last = start_after
