@@ -221,9 +221,15 @@ class S3Storage:
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+        if_absent: bool = False,
     ) -> ObjectInfo:
         """Single PUT for bytes; multipart for a stream (atomic on completion)."""
         extra: dict[str, Any] = {"ContentType": content_type, "Metadata": dict(metadata or {})}
+        if if_match is not None:
+            extra["IfMatch"] = f'"{if_match}"'
+        elif if_absent:
+            extra["IfNoneMatch"] = "*"
         try:
             if isinstance(body, bytes | bytearray):
                 resp = await self._s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
@@ -234,6 +240,8 @@ class S3Storage:
                     version_id=resp.get("VersionId"),
                     size=len(body),
                 )
+            if if_match is not None or if_absent:
+                raise TypeError("a conditional write takes a bytes body")
             return await self._multipart(bucket, key, body, extra)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, f"PUT {bucket}/{key}") from exc

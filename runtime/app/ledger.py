@@ -55,11 +55,13 @@ _NAME = re.compile(r"([0-9a-f]{32})-([0-9a-f]{16})")
 
 
 class Standing(Enum):
-    """Where a writer's entry stands once the target is settled."""
+    """Where a writer's entry (or record, :mod:`runtime.engine.record`) stands once written."""
 
     NEWEST = "newest"  # in place, and the source's current revision (or it is gone)
     INTERIM = "interim"  # in place for now: the source moved on, its own run is coming
     LOST = "lost"  # a newer revision's entry is in place
+    PLACED = "placed"  # in place; whether the source moved on since was not asked
+    DONE = "done"  # this revision's success was in place already: nothing written
 
 
 @dataclass(frozen=True, slots=True, order=True)

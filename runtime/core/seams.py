@@ -59,8 +59,15 @@ class Storage(Protocol):
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+        if_absent: bool = False,
     ) -> ObjectInfo:
-        """Write an object atomically (single PUT, or multipart completion)."""
+        """Write an object atomically (single PUT, or multipart completion).
+
+        ``if_match`` (an etag) or ``if_absent`` make a bytes write conditional:
+        if the object is no longer that one (or exists), ``Superseded`` (412)
+        and nothing is written.
+        """
         ...
 
     def list(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from runtime.app.context import Context
-from runtime.app.ledger import HISTORY, Entry, Ledger, Standing
+from runtime.app.ledger import Standing
 from runtime.core import names, retry
 from runtime.core.errors import ObjectGone, Reject, Superseded
 from runtime.core.letters import DeadLetter, Undecodable
@@ -24,6 +24,7 @@ from runtime.core.names import Header
 from runtime.core.records import Attempt, ErrorInfo, Invocation, Result, Source, dumps, now
 from runtime.engine.observer import Observer, Observers
 from runtime.engine.outcome import Outcome, Status
+from runtime.engine.record import Record
 from runtime.engine.seen import Seen
 from runtime.engine.turns import Turns
 
@@ -34,7 +35,14 @@ if TYPE_CHECKING:
 
     from runtime.app.router import Route
     from runtime.core.names import Queues
-    from runtime.core.seams import Publisher, Storage
+    from runtime.core.seams import ObjectInfo, Publisher, Storage
+
+
+UNWRITTEN = {
+    Standing.LOST: Status.SUPERSEDED,  # a newer revision's record is in place: it stays
+    Standing.DONE: Status.DUPLICATE,  # another process's copy of this invocation succeeded
+}
+"""A record the worker did not write, and what its invocation then counts as."""
 
 
 class Worker:
@@ -152,9 +160,9 @@ class Worker:
             output=output,
             outputs=ctx.outputs,
         )
-        if await self._record(inv, result) is Standing.LOST:
-            # A newer revision's record is in place: this one only joined the history.
-            return Outcome(status=Status.SUPERSEDED)
+        standing = await self._record(inv, result, held=previous)
+        if standing in UNWRITTEN:
+            return Outcome(status=UNWRITTEN[standing])
         return Outcome(status=Status.OK, result=result)
 
     def _record_key(self, inv: Invocation) -> str:
@@ -194,25 +202,15 @@ class Worker:
             error=error,
         )
 
-    def _ledger(self, inv: Invocation) -> Ledger:
-        """``result.json`` and its history: one entry per revision of the source."""
-        key = self._record_key(inv)
-        return Ledger(
-            storage=self.storage,
-            history_bucket=self.output_bucket,
-            history=names.output_prefix(self.route.name, inv.event.key) + f"{HISTORY}/",
-            bucket=self.output_bucket,
-            key=key,
-            source_bucket=inv.event.bucket,
-            source_key=inv.event.key,
-        )
-
-    async def _record(self, inv: Invocation, result: Result) -> Standing:
-        """Write the record; where it stands against other revisions' records.
+    async def _record(
+        self, inv: Invocation, result: Result, *, held: ObjectInfo | None, placed: bool = False
+    ) -> Standing:
+        """Write the record over ``held`` (the record as last seen); where it stands.
 
         Never a plain PUT of ``result.json``: the check before the handler ran
-        says nothing about what finished meanwhile, so the record goes into the
-        key's history and the ledger puts the newest revision's in place.
+        says nothing about what finished meanwhile, so the write is conditional
+        on ``held`` and judged again if another record landed
+        (:mod:`runtime.engine.record`).
         """
         try:
             body = dumps(result)
@@ -235,19 +233,14 @@ class Worker:
                 metadata=metadata,
             )
             return Standing.NEWEST
-        entry = Entry.of(result.source.revision, result.source.sequencer)
-        return await self._ledger(inv).write(
-            entry, body, content_type="application/json", metadata=metadata
+        record = Record(
+            storage=self.storage,
+            bucket=self.output_bucket,
+            key=self._record_key(inv),
+            source_bucket=inv.event.bucket,
+            source_key=inv.event.key,
         )
-
-    async def _succeeded(self, inv: Invocation) -> bool:
-        """Whether this revision has an ``ok`` record already (a failing copy must not undo it)."""
-        if inv.job_id is not None:
-            return False
-        ledger = self._ledger(inv)
-        entry = Entry.of(inv.event.revision, inv.event.sequencer)
-        held = await self.storage.head(ledger.history_bucket, ledger.path(entry))
-        return held is not None and Seen.of(held.metadata or {}).status == "ok"
+        return await record.write(body, metadata=metadata, held=held, placed=placed)
 
     async def _failed(self, inv: Invocation, exc: Exception) -> Outcome:
         """Decide, then publish the retry or the dead letter (and its record)."""
@@ -323,12 +316,16 @@ class Worker:
             duration_ms=0,
             error=error,
         )
-        if await self._succeeded(inv):
-            # Another copy of this very revision succeeded: nothing is left to fix.
-            return Outcome(status=Status.DUPLICATE)
+        held = None
+        if inv.job_id is None:
+            held = await self.storage.head(self.output_bucket, self._record_key(inv))
         # The record first: if it cannot be written, no letter exists yet, and the
         # retry that follows (see _park) cannot leave a second one behind.
-        if await self._record(inv, result) is not Standing.NEWEST:
+        standing = await self._record(inv, result, held=held, placed=True)
+        if standing is Standing.DONE:
+            # Another copy of this very revision succeeded: nothing is left to fix.
+            return Outcome(status=Status.DUPLICATE)
+        if standing is not Standing.NEWEST:
             # An old revision's failure: the newer revision's record stays (or is on
             # its way), and no one needs to replay an event whose object moved on.
             return Outcome(status=Status.SUPERSEDED, error=error)

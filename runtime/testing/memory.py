@@ -31,6 +31,8 @@ class MemoryStorage:
 
     def __init__(self, versioned: frozenset[str] = frozenset()) -> None:
         self.objects: dict[tuple[str, str], _Object] = {}
+        # Versioned buckets keep every version readable by its id, as S3 does.
+        self.versions: dict[tuple[str, str, str], _Object] = {}
         self.versioned = versioned
         self._versions = itertools.count(1)
         # Each write's Last-Modified; tests that reason about ages replace it.
@@ -50,6 +52,8 @@ class MemoryStorage:
             modified=self.clock(),
         )
         self.objects[(bucket, key)] = obj
+        if version is not None:
+            self.versions[(bucket, key, version)] = obj
         return ObjectInfo(bucket=bucket, key=key, etag=obj.etag, version_id=version, size=len(data))
 
     async def stream(
@@ -63,11 +67,13 @@ class MemoryStorage:
     ) -> AsyncIterator[bytes]:
         """Yield the object in chunks; Superseded if it changed since the event."""
         obj = self.objects.get((bucket, key))
+        if version_id and obj is not None and obj.version_id != version_id:
+            obj = self.versions.get((bucket, key, version_id))
+            if obj is None:
+                raise Superseded(f"GET {bucket}/{key}: object changed since the event")
         if obj is None:
             raise ObjectGone(f"GET {bucket}/{key}: NoSuchKey")
-        if (version_id and obj.version_id != version_id) or (
-            not version_id and etag and obj.etag != etag
-        ):
+        if not version_id and etag and obj.etag != etag:
             raise Superseded(f"GET {bucket}/{key}: object changed since the event")
         for i in range(0, len(obj.data), chunk_size):
             yield obj.data[i : i + chunk_size]
@@ -119,10 +125,19 @@ class MemoryStorage:
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+        if_absent: bool = False,
     ) -> ObjectInfo:
-        """Store bytes or a stream of chunks."""
+        """Store bytes or a stream of chunks; conditionally, as S3 does (412: Superseded)."""
         if isinstance(body, bytes | bytearray):
+            held = self.objects.get((bucket, key))
+            if (if_absent and held is not None) or (
+                if_match is not None and (held is None or held.etag != if_match)
+            ):
+                raise Superseded(f"PUT {bucket}/{key}: PreconditionFailed")
             data = bytes(body)
+        elif if_match is not None or if_absent:
+            raise TypeError("a conditional write takes a bytes body")
         else:
             data = b"".join([chunk async for chunk in body])
         info = self.put_bytes(bucket, key, data, metadata)

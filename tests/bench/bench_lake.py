@@ -26,6 +26,7 @@ import orjson
 
 from functions.lake import staging as to_staging
 from functions.lake.demo import write_orders
+from runtime.core.errors import Superseded
 from runtime.core.events import ObjectEvent
 from runtime.core.names import Queues
 from runtime.core.records import Invocation
@@ -92,7 +93,14 @@ class DiskStorage:
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+        if_absent: bool = False,
     ) -> ObjectInfo:
+        held = self.held.get(f"{bucket}/{key}")
+        if (if_absent and held is not None) or (
+            if_match is not None and (held is None or held.etag != if_match)
+        ):
+            raise Superseded(f"PUT {bucket}/{key}: PreconditionFailed")
         size = len(body) if isinstance(body, bytes) else sum([len(c) async for c in body])
         self.written[f"{bucket}/{key}"] = size
         info = ObjectInfo(

@@ -12,14 +12,15 @@ per scenario, so each output key should have exactly one version:
   retry of one PUT whose first try had landed. It changes nothing a reader can
   see, so it is reported but is not a duplicate.
 
-The runtime's own bookkeeping is told apart: a record or promotion is first
-written to a *history entry* of its revision (``…/_history/…``, write-once per
-revision) and then settled onto its target. A run cut by SIGKILL after its
-history PUT but before its ack is redelivered and runs again (at-least-once
-delivery cannot know the first run finished); it rewrites its own history entry
-and settles the same target, which already holds that revision. Such a rewrite
-is **redone** work, reported, but not a duplicated side effect: no output a
-reader sees gets a second version.
+The runtime's own bookkeeping is told apart: a promotion is first written to a
+*history entry* of its revision (``…/_history/…``, write-once per revision) and
+then settled onto its target. A run cut by SIGKILL after its history PUT but
+before its ack is redelivered and runs again (at-least-once delivery cannot know
+the first run finished); it rewrites its own history entry and settles the same
+target, which already holds that revision. Such a rewrite is **redone** work,
+reported, but not a duplicated side effect: no output a reader sees gets a second
+version. (A result record has no history: it is written in place, conditionally,
+and a redelivered run that finds its revision's success there writes nothing.)
 
 Dead letters are counted per source (or per raw message body): a second letter
 for the same input is a duplicated side effect too.
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from runtime.core.settings import Settings
 
 
-HISTORY = "/_history/"  # the ledger's per-revision entries (runtime.app.ledger)
+HISTORY = "/_history/"  # the promotions' per-revision entries (runtime.app.ledger)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,6 +6,7 @@ import io
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
@@ -202,8 +203,11 @@ class Racing(MemoryStorage):
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
+        **conditions: Any,
     ) -> ObjectInfo:
-        info = await super().put(bucket, key, body, content_type=content_type, metadata=metadata)
+        info = await super().put(
+            bucket, key, body, content_type=content_type, metadata=metadata, **conditions
+        )
         if (bucket, key) == TOTAL and self.races > 0:
             self.races -= 1
             partial = self.objects[("curated", "orders/_partials/day1.parquet")]
