@@ -50,7 +50,9 @@ def translate(exc: Exception, what: str) -> StorageError:
         code = _code(exc)
         if code in ("NoSuchKey", "NoSuchVersion", "404"):
             return ObjectGone(f"{what}: {code}")
-        if code in ("PreconditionFailed", "412"):
+        # 409 ConditionalRequestConflict: another conditional write of the key is under
+        # way (AWS S3); as with 412, the writer looks again.
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
             return Superseded(f"{what}: object changed since the event ({code})")
         if code in _UNADDRESSABLE:
             return Unaddressable(f"{what}: the store cannot name this object ({code})")

@@ -25,6 +25,7 @@ p50 9.7 ms per conditional PUT under four GET loops on the same key).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -67,16 +68,24 @@ class Record:
         """
         mine = Seen.of(metadata)
         entry = Entry.of(mine.revision, mine.sequencer)
+        # A single PUT's etag is its body's MD5: how a 412 tells our own write (an HTTP
+        # retry of a PUT whose first try landed) from another writer's.
+        ours = hashlib.md5(body, usedforsecurity=False).hexdigest()
         for _ in range(ROUNDS):
             current: ObjectInfo | None = None
             asked = False
             if held is not None:
+                if held.etag is None:
+                    raise StorageError(
+                        f"{self.bucket}/{self.key}: the store gave no ETag to write against"
+                    )
                 theirs = Seen.of(held.metadata or {})
-                if theirs.revision == mine.revision:
+                if mine.revision and theirs.revision == mine.revision:
                     if theirs.status == "ok":
                         # A success is never replaced, by a second run or by a failure.
                         return Standing.DONE
-                elif theirs.revision:
+                elif theirs.revision or theirs.sequencer:
+                    # (Two records without a revision are ordered by their sequencers.)
                     current, asked = await self._source(), True
                     winner, _ = pick([Entry.of(theirs.revision, theirs.sequencer), entry], current)
                     if winner != entry:
@@ -93,7 +102,8 @@ class Record:
                 )
             except (Superseded, ObjectGone):
                 held = await self.storage.head(self.bucket, self.key)
-                continue  # another record landed since the judgement: judge again
+                if held is None or held.etag != ours:
+                    continue  # another record landed since the judgement: judge again
             if not placed:
                 return Standing.PLACED
             if not asked:

@@ -116,15 +116,13 @@ class Worker:
         ev = inv.event
         route = self.route
         previous = await self.storage.head(self.output_bucket, self._record_key(inv))
-        if previous is not None:
-            seen = Seen.of(previous.metadata or {})
-            if seen.done(ev.revision):
-                return Outcome(status=Status.DUPLICATE)
-            if seen.newer_than(ev.sequencer):
-                # A newer write of this key has a record already: never overwrite it.
-                return Outcome(status=Status.SUPERSEDED)
-        if ev.sequencer is None:
-            # Without a sequencer to order writes, ask the store what is current.
+        seen = Seen.of(previous.metadata or {}) if previous is not None else None
+        if seen is not None and seen.done(ev.revision):
+            return Outcome(status=Status.DUPLICATE)
+        if ev.sequencer is None or (seen is not None and seen.newer_than(ev.sequencer)):
+            # Without a sequencer to order writes, or with a record of a later one, ask
+            # the store what is current: its word outranks sequencers (two MinIO servers'
+            # clocks can order them wrongly), as when the record is written.
             current = await self.storage.head(ev.bucket, ev.key)
             if current is None or not ev.describes(current.version_id, current.etag):
                 return Outcome(status=Status.SUPERSEDED)

@@ -66,11 +66,11 @@ class MemoryStorage:
         chunk_size: int = MIB,
     ) -> AsyncIterator[bytes]:
         """Yield the object in chunks; Superseded if it changed since the event."""
-        obj = self.objects.get((bucket, key))
-        if version_id and obj is not None and obj.version_id != version_id:
-            obj = self.versions.get((bucket, key, version_id))
-            if obj is None:
-                raise Superseded(f"GET {bucket}/{key}: object changed since the event")
+        current = self.objects.get((bucket, key))
+        # A version stays readable by its id after newer writes and deletes, as in S3.
+        obj = self.versions.get((bucket, key, version_id)) if version_id else current
+        if obj is None and version_id and current is not None:
+            raise Superseded(f"GET {bucket}/{key}: object changed since the event")
         if obj is None:
             raise ObjectGone(f"GET {bucket}/{key}: NoSuchKey")
         if not version_id and etag and obj.etag != etag:
@@ -131,8 +131,10 @@ class MemoryStorage:
         """Store bytes or a stream of chunks; conditionally, as S3 does (412: Superseded)."""
         if isinstance(body, bytes | bytearray):
             held = self.objects.get((bucket, key))
+            if if_match is not None and held is None:
+                raise ObjectGone(f"PUT {bucket}/{key}: NoSuchKey")  # S3 answers 404 here
             if (if_absent and held is not None) or (
-                if_match is not None and (held is None or held.etag != if_match)
+                if_match is not None and held is not None and held.etag != if_match
             ):
                 raise Superseded(f"PUT {bucket}/{key}: PreconditionFailed")
             data = bytes(body)

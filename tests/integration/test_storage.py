@@ -92,6 +92,11 @@ async def test_a_conditional_write_lands_only_over_what_it_names(storage: S3Stor
     assert held is not None and held.etag == second.etag
     body = b"".join([c async for c in storage.stream("job-outputs", key)])
     assert body == b"two"
+    # If-Match on a key that is gone is a 404, not a 412 (the record writer handles both).
+    await storage.delete("job-outputs", key)
+    with pytest.raises(ObjectGone):
+        await storage.put("job-outputs", key, b"three", if_match=second.etag)
+    assert await storage.head("job-outputs", key) is None
 
 
 async def test_a_conditional_write_is_not_held_up_by_readers_polling_the_key(

@@ -110,7 +110,8 @@ async def test_a_success_is_never_replaced_by_a_failure_or_a_second_run() -> Non
     src = storage.put_bytes(*SOURCE, b"a")
     assert src.version_id
     rec = _record(storage)
-    assert await rec.write(_body(src.version_id), metadata=_stamp(src.version_id, "0A"), held=None)
+    first = await rec.write(_body(src.version_id), metadata=_stamp(src.version_id, "0A"), held=None)
+    assert first is Standing.PLACED
     held = await storage.head(*RECORD)
     for status in ("ok", "dead-lettered"):
         standing = await rec.write(
@@ -190,3 +191,70 @@ async def test_a_key_that_never_settles_is_a_transient_error() -> None:
         await _record(storage).write(
             _body(src.version_id), metadata=_stamp(src.version_id, "0A"), held=None
         )
+
+
+async def test_records_without_a_revision_are_ordered_by_their_sequencers() -> None:
+    # An event with neither version id nor etag: "" is no revision, never "the same one".
+    storage = Gated()
+    rec = _record(storage)
+    assert await rec.write(_body("a"), metadata=_stamp("", "0A"), held=None) is Standing.PLACED
+    later = await rec.write(_body("b"), metadata=_stamp("", "0B"), held=await storage.head(*RECORD))
+    assert later is Standing.PLACED and _held(storage)["revision"] == "b"
+    earlier = await rec.write(
+        _body("c"), metadata=_stamp("", "01"), held=await storage.head(*RECORD)
+    )
+    assert earlier is Standing.LOST and _held(storage)["revision"] == "b"
+
+
+class LostResponse(MemoryStorage):
+    """The first record PUT lands, but its response is lost and the client sends it again
+    (botocore's retries): the second try meets the first one's write."""
+
+    retried = False
+
+    async def put(self, bucket: str, key: str, body: Body, **kw: Any) -> ObjectInfo:
+        info = await super().put(bucket, key, body, **kw)
+        if (bucket, key) == RECORD and not self.retried:
+            self.retried = True
+            return await super().put(bucket, key, body, **kw)  # 412: it exists now
+        return info
+
+
+async def test_a_write_whose_retry_meets_itself_is_placed_not_a_duplicate() -> None:
+    storage = LostResponse(frozenset({"job-inputs"}))
+    src = storage.put_bytes(*SOURCE, b"a")
+    assert src.version_id
+    standing = await _record(storage).write(
+        _body(src.version_id), metadata=_stamp(src.version_id, "0A"), held=None
+    )
+    assert storage.retried and standing is Standing.PLACED
+    assert _held(storage)["revision"] == src.version_id
+
+
+async def test_a_record_the_store_gives_no_etag_for_is_never_overwritten_blindly() -> None:
+    storage = Gated()
+    src = storage.put_bytes(*SOURCE, b"a")
+    storage.put_bytes(*RECORD, b"{}")
+    assert src.version_id
+    held = await storage.head(*RECORD)
+    assert held is not None
+    blind = ObjectInfo(bucket=held.bucket, key=held.key, etag=None, version_id=None)
+    with pytest.raises(StorageError, match="no ETag"):
+        await _record(storage).write(
+            _body(src.version_id), metadata=_stamp(src.version_id, "0A"), held=blind
+        )
+    assert storage.objects[RECORD].data == b"{}"
+
+
+async def test_a_record_deleted_since_the_judgement_is_written_again() -> None:
+    # If-Match on a key that is gone: S3 answers 404, and the writer judges an empty key.
+    storage = Gated()
+    src = storage.put_bytes(*SOURCE, b"a")
+    storage.put_bytes(*RECORD, b"{}")
+    assert src.version_id
+    held = await storage.head(*RECORD)
+    await storage.delete(*RECORD)
+    standing = await _record(storage).write(
+        _body(src.version_id), metadata=_stamp(src.version_id, "0A"), held=held
+    )
+    assert standing is Standing.PLACED and _held(storage)["revision"] == src.version_id

@@ -138,7 +138,7 @@ async def test_fingerprint_is_stable_for_the_same_bug() -> None:
     assert a["id"] != b["id"]
 
 
-async def test_sequencer_orders_writes_without_asking_the_store() -> None:
+async def test_an_older_sequencer_is_superseded_before_the_handler_runs() -> None:
     h = Harness()
     h.storage.put_bytes("job-inputs", "uploads/q", b"newer")
     newer = h.event("job-inputs", "uploads/q").model_copy(update={"sequencer": "187A1B2C3D4E5F70"})
@@ -148,9 +148,24 @@ async def test_sequencer_orders_writes_without_asking_the_store() -> None:
     )
     calls.clear()
     assert (await h.deliver(ROUTE, older)).status is Status.SUPERSEDED
-    assert calls == []  # decided from the record's metadata: the handler never ran
+    assert calls == []  # decided before the handler: the record and the store agree
     rec = orjson.loads(h.storage.objects[("job-outputs", result_key("echo", "uploads/q"))].data)
     assert rec["source"]["sequencer"] == "187A1B2C3D4E5F70"
+
+
+async def test_the_current_revision_runs_even_behind_a_skewed_sequencer() -> None:
+    # Two MinIO servers with skewed clocks: the newest write carries the lower sequencer.
+    # The store's current revision outranks it, before the handler and at the record.
+    h = Harness(versioned=frozenset({"job-inputs"}))
+    h.storage.put_bytes("job-inputs", "uploads/skew", b"old")
+    old = h.event("job-inputs", "uploads/skew").model_copy(update={"sequencer": "187A00F0"})
+    assert (await h.deliver(ROUTE, old)).status is Status.OK
+    h.storage.put_bytes("job-inputs", "uploads/skew", b"newest")
+    new = h.event("job-inputs", "uploads/skew").model_copy(update={"sequencer": "187A000F"})
+    assert (await h.deliver(ROUTE, new)).status is Status.OK
+    assert (await h.deliver(ROUTE, old)).status is Status.SUPERSEDED
+    rec = orjson.loads(h.storage.objects[("job-outputs", result_key("echo", "uploads/skew"))].data)
+    assert rec["source"]["version_id"] == new.version_id
 
 
 async def test_a_return_value_that_is_not_json_is_dead_lettered_not_retried() -> None:
