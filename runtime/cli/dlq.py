@@ -10,10 +10,18 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from runtime.adapters.amqp import Broker
+from runtime.adapters.s3 import S3Storage
 from runtime.app.router import load_app
 from runtime.cli import output
 from runtime.cli.options import APP, JSON, settings_of
-from runtime.ops.deadletters import DeadLetters, Entry, Filter, parse_duration, select
+from runtime.ops.deadletters import (
+    DeadLetters,
+    Entry,
+    Filter,
+    done_since,
+    parse_duration,
+    select,
+)
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -44,6 +52,17 @@ def _with_store(ctx: typer.Context, app: str, work: Callable[[DeadLetters], Awai
     return asyncio.run(go())
 
 
+def _done(ctx: typer.Context, entries: list[Entry]) -> set[str]:
+    """Which ``entries`` have a successful result for their revision by now."""
+    settings = settings_of(ctx)
+
+    async def go() -> set[str]:
+        async with S3Storage.connect(settings) as storage:
+            return await done_since(storage, settings.output_bucket, entries)
+
+    return asyncio.run(go())
+
+
 def _duration(text: str | None) -> timedelta | None:
     if text is None:
         return None
@@ -69,13 +88,14 @@ def ls(
     """Counts grouped by function and fingerprint, then every entry, oldest first."""
     which = select(function=function, error=error, since=_duration(since))
     entries = _with_store(ctx, app, lambda store: store.entries(which))
+    done = _done(ctx, entries)
     if json:
-        output.emit_json([e.summary() for e in entries])
+        output.emit_json([{**e.summary(), "done_since": e.id in done} for e in entries])
         return
-    _render(entries)
+    _render(entries, done)
 
 
-def _render(entries: list[Entry]) -> None:
+def _render(entries: list[Entry], done: set[str]) -> None:
     if not entries:
         output.out.print("no dead-lettered entries")
         return
@@ -89,24 +109,34 @@ def _render(entries: list[Entry]) -> None:
         ],
     )
     output.out.print()
-    _entries(entries)
+    _entries(entries, done)
+    if done:
+        output.out.print(
+            f"{_plural(len(done))} marked DONE SINCE: the revision has a successful result "
+            "by now, so a replay changes nothing (`bucketfn dlq purge --done --all --yes`)",
+            markup=False,
+            highlight=False,
+        )
 
 
-def _entries(entries: list[Entry]) -> None:
-    output.table(
-        ["ID", "FUNCTION", "DEAD-LETTERED", "ATTEMPTS", "OBJECT", "REASON"],
+def _entries(entries: list[Entry], done: set[str] | None = None) -> None:
+    headers = ["ID", "FUNCTION", "DEAD-LETTERED", "ATTEMPTS", "OBJECT", "REASON"]
+    rows = [
         [
-            [
-                e.id,
-                e.function or "(ingress)",
-                e.at.strftime("%Y-%m-%d %H:%M:%S") if e.at else "-",
-                str(e.attempts),
-                output.short(f"{e.bucket}/{e.key}" if e.key else "-", 50),
-                output.short(e.reason, 50),
-            ]
-            for e in entries
-        ],
-    )
+            e.id,
+            e.function or "(ingress)",
+            e.at.strftime("%Y-%m-%d %H:%M:%S") if e.at else "-",
+            str(e.attempts),
+            output.short(f"{e.bucket}/{e.key}" if e.key else "-", 50),
+            output.short(e.reason, 50),
+        ]
+        for e in entries
+    ]
+    if done is not None:
+        headers.append("DONE SINCE")
+        for row, e in zip(rows, entries, strict=True):
+            row.append("yes" if e.id in done else "-")
+    output.table(headers, rows)
 
 
 @dlq.command()
@@ -197,6 +227,10 @@ def purge(
     yes: Annotated[
         bool, typer.Option("--yes", help="Confirm: entries are deleted for good.")
     ] = False,
+    done: Annotated[
+        bool,
+        typer.Option("--done", help="Only entries whose revision has a successful result by now."),
+    ] = False,
     app: APP = "functions:app",
     json: JSON = False,
 ) -> None:
@@ -204,7 +238,13 @@ def purge(
     which = _which(ids, every, function, fingerprint)
     if not yes:
         raise typer.BadParameter("purging deletes entries for good: add --yes to confirm")
-    gone = _with_store(ctx, app, lambda store: store.purge(which))
+    gone: list[str] = []
+    if done:
+        # Chosen by id, so an entry that arrives between the look and the purge stays.
+        ready = _done(ctx, _with_store(ctx, app, lambda store: store.entries(which)))
+        which = select(ready, function=function, fingerprint=fingerprint)
+    if which.ids or not done:  # (no ids would select every entry)
+        gone = _with_store(ctx, app, lambda store: store.purge(which))
     if json:
         output.emit_json({"purged": gone})
     else:

@@ -11,6 +11,7 @@ publishes with a confirm and only then acks (removes) the dead-letter copy.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from runtime.adapters.amqp import mapped
+from runtime.core import names
+from runtime.core.errors import Unaddressable
 from runtime.core.letters import (
     DeadLetter,
     DeliveryLimit,
@@ -29,12 +32,14 @@ from runtime.core.letters import (
     decode,
 )
 from runtime.core.records import Invocation, dumps, now
+from runtime.engine.seen import Seen
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractIncomingMessage
 
     from runtime.adapters.amqp import Broker
     from runtime.app.router import App
+    from runtime.core.seams import Storage
     from runtime.core.settings import Settings
 
 
@@ -282,6 +287,38 @@ class DeadLetters:
                     await message.ack()
                     gone.append(entry.id)
         return gone
+
+
+HEADS = 16  # concurrent record HEADs when checking what was done since
+
+
+async def done_since(storage: Storage, output_bucket: str, entries: Iterable[Entry]) -> set[str]:
+    """Ids of the entries whose revision has a successful result record by now.
+
+    Their work was done after all: a delivery-limit letter for a run whose retry had
+    already been published, a replay that succeeded elsewhere. Replaying one ends
+    ``duplicate``, so they can be purged (``dlq purge --done``).
+    """
+    limit = asyncio.Semaphore(HEADS)
+
+    async def one(entry: Entry) -> str | None:
+        inv = entry.invocation
+        if inv is None:
+            return None
+        key = (
+            names.job_result_key(inv.job_id)
+            if inv.job_id is not None
+            else names.result_key(inv.function, inv.event.key)
+        )
+        async with limit:
+            try:
+                record = await storage.head(output_bucket, key)
+            except Unaddressable:
+                return None
+        done = record is not None and Seen.of(record.metadata or {}).done(inv.event.revision)
+        return entry.id if done else None
+
+    return {i for i in await asyncio.gather(*(one(e) for e in entries)) if i is not None}
 
 
 def parse_duration(text: str) -> timedelta:

@@ -92,3 +92,34 @@ def test_since_keeps_entries_whose_time_is_unknown() -> None:
     )
     recent = select(since=timedelta(minutes=5))
     assert recent(unknown) and not recent(old)
+
+
+async def test_done_since_names_the_letters_whose_revision_succeeded_by_now() -> None:
+    from runtime.core.names import job_result_key, result_key
+    from runtime.engine.seen import Seen
+    from runtime.ops.deadletters import Entry, done_since
+    from runtime.testing import MemoryStorage
+
+    def limit(ident: str, inv: Invocation) -> Entry:
+        letter = DeliveryLimit(id=ident, death="delivery_limit", invocation=inv)
+        return Entry(queue="q", letter=letter, record={})
+
+    def ok(revision: str, status: str = "ok") -> dict[str, str]:
+        return Seen.stamp(function="f", status=status, revision=revision, sequencer=None)
+
+    storage = MemoryStorage()
+    job = Invocation(function="f", event=EVENT.model_copy(update={"key": "j"}), job_id="a" * 32)
+    other = Invocation(function="f", event=EVENT.model_copy(update={"key": "k2"}))
+    failed = Invocation(function="f", event=EVENT.model_copy(update={"key": "k3"}))
+    storage.put_bytes("out", result_key("f", "k"), b"{}", ok("t"))
+    storage.put_bytes("out", job_result_key("a" * 32), b"{}", ok("t"))
+    storage.put_bytes("out", result_key("f", "k2"), b"{}", ok("a newer revision"))
+    storage.put_bytes("out", result_key("f", "k3"), b"{}", ok("t", "dead-lettered"))
+    entries = [
+        limit("done", INV),
+        limit("job", job),
+        limit("moved-on", other),
+        limit("failed", failed),
+        Entry(queue="q", letter=Undecodable.of("f", "not an invocation", b"x"), record={}),
+    ]
+    assert await done_since(storage, "out", entries) == {"done", "job"}
