@@ -17,8 +17,10 @@ covered over several intervals instead of in one long listing.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -118,9 +120,48 @@ async def sweep_once(
 async def sweeping(
     app: App, settings: Settings, stop: asyncio.Event, *, observer: Observer | None = None
 ) -> None:
-    """Take part in the sweep until ``stop``: sweep while this process holds the token."""
+    """Take part in the sweep until ``stop``: sweep while this process holds the token.
+
+    The sweep runs on a thread of its own, with its own event loop, S3 client and
+    broker connection. Its listings are parsed in Python (botocore's XML parser:
+    about 150 ms of CPU per 1,000 keys, measured), and on the runtime's loop each
+    page stalled every invocation in flight: a pass over 2,000 objects during
+    50 events/s put p99 at 0.5-0.7 s. On a thread, the interpreter switches
+    between the two every few milliseconds instead. ``observer`` must be thread-safe
+    (the metrics are).
+    """
     if settings.sweep_interval <= 0:
         return
+    own = asyncio.new_event_loop()
+    halt = asyncio.Event()  # bound to ``own`` on first use, set from here thread-safely
+    finished: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            own.run_until_complete(_sweeping(app, settings, halt, observer))
+            finished.set_result(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's loop below
+            finished.set_exception(exc)
+        finally:
+            own.close()
+
+    threading.Thread(target=run, name="bucketfn-sweep", daemon=True).start()
+    ended = asyncio.wrap_future(finished)
+    stopping = asyncio.ensure_future(stop.wait())
+    either: set[asyncio.Future[Any]] = {ended, stopping}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        with contextlib.suppress(RuntimeError):  # the thread's loop has ended already
+            own.call_soon_threadsafe(halt.set)
+        await asyncio.shield(ended)
+
+
+async def _sweeping(
+    app: App, settings: Settings, stop: asyncio.Event, observer: Observer | None
+) -> None:
+    """The sweep's own loop: join, hold the token while this process has it, until ``stop``."""
     async with S3Storage.connect(settings) as storage:
         backoff = delays()
         while not stop.is_set():

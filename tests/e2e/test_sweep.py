@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
@@ -47,9 +48,11 @@ APP = App([router])
 class Heals(Observer):
     def __init__(self) -> None:
         self.keys: list[str] = []
+        self.threads: set[int] = set()
 
     def healed(self, function: str, event: ObjectEvent, age: float | None) -> None:
         self.keys.append(event.key)
+        self.threads.add(threading.get_ident())
 
 
 @pytest.fixture
@@ -80,6 +83,9 @@ async def test_an_object_no_event_announced_gets_its_result(settings: Settings) 
         result = await wait_for_object(s3, "job-outputs", result_key("swept", key), timeout=60)
         assert result["status"] == "ok" and result["output"] == {"size": 5}
         assert key in heals.keys
+        # The sweep listed and healed on a thread of its own, not on the runtime's loop
+        # (parsing its listings there stalled every invocation in flight).
+        assert heals.threads and threading.get_ident() not in heals.threads
         # Once the result exists, later passes find it done. The checkpoint is
         # rewritten (with its time) after every pass: two new bodies, two passes.
         seen = {_checkpoint(s3, settings)}
