@@ -94,6 +94,16 @@ def _write(info: ObjectInfo) -> str | None:
     return (info.metadata or {}).get(WRITE)
 
 
+async def current_of(storage: Storage, bucket: str, key: str) -> ObjectInfo | None:
+    """A source object's current state, which :func:`pick` ranks first; None for a key
+    the store cannot name (such an object cannot exist: its dead-letter record must
+    still be written)."""
+    try:
+        return await storage.head(bucket, key)
+    except Unaddressable:
+        return None
+
+
 def pick(entries: list[Entry], current: ObjectInfo | None) -> tuple[Entry | None, bool]:
     """The entry a target should hold, and whether it is the source's current revision's.
 
@@ -189,7 +199,7 @@ class Ledger:
                 if winner == copied:
                     await self._prune(entries, winner, everything=is_current)
                     return winner, is_current or current is None
-            current = await self._source()
+            current = await current_of(self.storage, self.source_bucket, self.source_key)
             winner, is_current = pick(entries, current)
             if winner is None:
                 return None, False
@@ -213,14 +223,6 @@ class Ledger:
         raise StorageError(
             f"{self.bucket}/{self.key} kept changing for {ROUNDS} rounds while settling"
         )
-
-    async def _source(self) -> ObjectInfo | None:
-        """The source's current state; None for a key the store cannot name (such an
-        object cannot exist: its dead-letter record must still be written)."""
-        try:
-            return await self.storage.head(self.source_bucket, self.source_key)
-        except Unaddressable:
-            return None
 
     async def _prune(self, entries: list[Entry], winner: Entry, *, everything: bool) -> None:
         # Listed entries are never newer than the source's current revision (each

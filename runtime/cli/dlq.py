@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -18,7 +19,6 @@ from runtime.ops.deadletters import (
     DeadLetters,
     Entry,
     Filter,
-    done_since,
     parse_duration,
     select,
 )
@@ -41,24 +41,25 @@ IDS = Annotated[list[str] | None, typer.Option("--id", help="An entry id (repeat
 ALL = Annotated[bool, typer.Option("--all", help="Every entry the other filters select.")]
 
 
-def _with_store(ctx: typer.Context, app: str, work: Callable[[DeadLetters], Awaitable[T]]) -> T:
+def _with_store(
+    ctx: typer.Context,
+    app: str,
+    work: Callable[[DeadLetters], Awaitable[T]],
+    *,
+    records: bool = False,
+) -> T:
+    """Run ``work`` on the app's dead-letter queues (and, with ``records``, the store
+    holding the result records, for :meth:`DeadLetters.done`)."""
     settings = settings_of(ctx)
     application = load_app(app)
 
     async def go() -> T:
-        async with Broker.connect(settings) as broker:
-            return await work(DeadLetters(broker, settings, application))
-
-    return asyncio.run(go())
-
-
-def _done(ctx: typer.Context, entries: list[Entry]) -> set[str]:
-    """Which ``entries`` have a successful result for their revision by now."""
-    settings = settings_of(ctx)
-
-    async def go() -> set[str]:
-        async with S3Storage.connect(settings) as storage:
-            return await done_since(storage, settings.output_bucket, entries)
+        async with contextlib.AsyncExitStack() as stack:
+            broker = await stack.enter_async_context(Broker.connect(settings))
+            storage = (
+                await stack.enter_async_context(S3Storage.connect(settings)) if records else None
+            )
+            return await work(DeadLetters(broker, settings, application, storage))
 
     return asyncio.run(go())
 
@@ -87,8 +88,12 @@ def ls(
 ) -> None:
     """Counts grouped by function and fingerprint, then every entry, oldest first."""
     which = select(function=function, error=error, since=_duration(since))
-    entries = _with_store(ctx, app, lambda store: store.entries(which))
-    done = _done(ctx, entries)
+
+    async def look(store: DeadLetters) -> tuple[list[Entry], set[str]]:
+        entries = await store.entries(which)
+        return entries, await store.done(entries)
+
+    entries, done = _with_store(ctx, app, look, records=True)
     if json:
         output.emit_json([{**e.summary(), "done_since": e.id in done} for e in entries])
         return
@@ -238,13 +243,7 @@ def purge(
     which = _which(ids, every, function, fingerprint)
     if not yes:
         raise typer.BadParameter("purging deletes entries for good: add --yes to confirm")
-    gone: list[str] = []
-    if done:
-        # Chosen by id, so an entry that arrives between the look and the purge stays.
-        ready = _done(ctx, _with_store(ctx, app, lambda store: store.entries(which)))
-        which = select(ready, function=function, fingerprint=fingerprint)
-    if which.ids or not done:  # (no ids would select every entry)
-        gone = _with_store(ctx, app, lambda store: store.purge(which))
+    gone = _with_store(ctx, app, lambda store: store.purge(which, done_only=done), records=done)
     if json:
         output.emit_json({"purged": gone})
     else:

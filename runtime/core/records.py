@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.core.events import ObjectEvent
-from runtime.core.names import JOB_ID_PATTERN
+from runtime.core.names import JOB_ID_PATTERN, job_result_key, result_key
 
 TRACEBACK_LIMIT = 8 * 1024  # bytes of traceback kept: enough to read, bounded for the queue
 
@@ -67,6 +67,17 @@ class Invocation(Model):
     # Set for a job created through the API: its record goes to the job's own key
     # (``names.job_result_key``) rather than beside the source key.
     job_id: str | None = Field(default=None, pattern=JOB_ID_PATTERN)
+
+    @property
+    def record_key(self) -> str:
+        """Where its result record goes, in the output bucket.
+
+        A job's record has a key of its own: two jobs on one object never share
+        it, and no bucket event for that object ever overwrites a job's record.
+        """
+        if self.job_id is not None:
+            return job_result_key(self.job_id)
+        return result_key(self.function, self.event.key)
 
 
 class ErrorInfo(Model):

@@ -29,8 +29,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runtime.app.ledger import ROUNDS, Entry, Standing, pick
-from runtime.core.errors import ObjectGone, StorageError, Superseded, Unaddressable
+from runtime.app.ledger import ROUNDS, Entry, Standing, current_of, pick
+from runtime.core.errors import ObjectGone, StorageError, Superseded
 from runtime.engine.seen import Seen
 
 if TYPE_CHECKING:
@@ -86,7 +86,10 @@ class Record:
                         return Standing.DONE
                 elif theirs.revision or theirs.sequencer:
                     # (Two records without a revision are ordered by their sequencers.)
-                    current, asked = await self._source(), True
+                    current, asked = (
+                        await current_of(self.storage, self.source_bucket, self.source_key),
+                        True,
+                    )
                     winner, _ = pick([Entry.of(theirs.revision, theirs.sequencer), entry], current)
                     if winner != entry:
                         return Standing.LOST
@@ -107,15 +110,8 @@ class Record:
             if not placed:
                 return Standing.PLACED
             if not asked:
-                current = await self._source()
-            is_current = current is None or mine.revision in (current.version_id, current.etag)
-            return Standing.NEWEST if is_current else Standing.INTERIM
+                current = await current_of(self.storage, self.source_bucket, self.source_key)
+            _, is_current = pick([entry], current)
+            return Standing.NEWEST if is_current or current is None else Standing.INTERIM
         # Writers kept overtaking each other: a transient state, and the retry writes again.
         raise StorageError(f"{self.bucket}/{self.key} kept changing for {ROUNDS} rounds")
-
-    async def _source(self) -> ObjectInfo | None:
-        """The source's current state; None for a key the store cannot name."""
-        try:
-            return await self.storage.head(self.source_bucket, self.source_key)
-        except Unaddressable:
-            return None

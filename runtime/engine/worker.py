@@ -17,7 +17,7 @@ from pydantic_core import PydanticSerializationError
 
 from runtime.app.context import Context
 from runtime.app.ledger import Standing
-from runtime.core import names, retry
+from runtime.core import retry
 from runtime.core.errors import ObjectGone, Reject, Superseded
 from runtime.core.letters import DeadLetter, Undecodable
 from runtime.core.names import Header
@@ -102,7 +102,7 @@ class Worker:
         One at a time per record (see :mod:`runtime.engine.turns`): a second
         copy of an invocation waits, then finds the first one's record.
         """
-        async with self.turns.take(f"{inv.event.bucket}/{self._record_key(inv)}"):
+        async with self.turns.take(f"{inv.event.bucket}/{inv.record_key}"):
             started = time.monotonic()
             try:
                 outcome = await self.invoke(inv)
@@ -115,7 +115,7 @@ class Worker:
         """Run the handler unless a result for this revision exists; write the record."""
         ev = inv.event
         route = self.route
-        previous = await self.storage.head(self.output_bucket, self._record_key(inv))
+        previous = await self.storage.head(self.output_bucket, inv.record_key)
         seen = Seen.of(previous.metadata or {}) if previous is not None else None
         if seen is not None and seen.done(ev.revision):
             return Outcome(status=Status.DUPLICATE)
@@ -162,13 +162,6 @@ class Worker:
         if standing in UNWRITTEN:
             return Outcome(status=UNWRITTEN[standing])
         return Outcome(status=Status.OK, result=result)
-
-    def _record_key(self, inv: Invocation) -> str:
-        # A job's record has a key of its own: two jobs on one object never share it,
-        # and no bucket event for that object ever overwrites a job's record.
-        if inv.job_id is not None:
-            return names.job_result_key(inv.job_id)
-        return names.result_key(self.route.name, inv.event.key)
 
     def _result(
         self,
@@ -225,7 +218,7 @@ class Worker:
             # A job's record is its own key, written for one event only: nothing races it.
             await self.storage.put(
                 self.output_bucket,
-                self._record_key(inv),
+                inv.record_key,
                 body,
                 content_type="application/json",
                 metadata=metadata,
@@ -234,7 +227,7 @@ class Worker:
         record = Record(
             storage=self.storage,
             bucket=self.output_bucket,
-            key=self._record_key(inv),
+            key=inv.record_key,
             source_bucket=inv.event.bucket,
             source_key=inv.event.key,
         )
@@ -316,7 +309,7 @@ class Worker:
         )
         held = None
         if inv.job_id is None:
-            held = await self.storage.head(self.output_bucket, self._record_key(inv))
+            held = await self.storage.head(self.output_bucket, inv.record_key)
         # The record first: if it cannot be written, no letter exists yet, and the
         # retry that follows (see _park) cannot leave a second one behind.
         standing = await self._record(inv, result, held=held, placed=True)

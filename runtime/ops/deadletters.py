@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from runtime.adapters.amqp import mapped
-from runtime.core import names
 from runtime.core.errors import Unaddressable
 from runtime.core.letters import (
     DeadLetter,
@@ -209,10 +208,14 @@ class ReplayReport:
 class DeadLetters:
     """The dead-letter queues of one app."""
 
-    def __init__(self, broker: Broker, settings: Settings, app: App) -> None:
+    def __init__(
+        self, broker: Broker, settings: Settings, app: App, storage: Storage | None = None
+    ) -> None:
         self.broker = broker
         self.queues = settings.queues
         self.app = app
+        self.storage = storage  # for :meth:`done`: where the result records are
+        self.output_bucket = settings.output_bucket
 
     def _sources(self) -> list[tuple[str, str | None]]:
         out: list[tuple[str, str | None]] = [(self.queues.ingress_dlq, None)]
@@ -278,15 +281,23 @@ class DeadLetters:
         )
         return self.queues.function(inv.function), dumps(inv)
 
-    async def purge(self, which: Filter) -> list[str]:
-        """Delete the selected entries for good; returns their ids."""
+    async def done(self, entries: Iterable[Entry]) -> set[str]:
+        """Ids of ``entries`` whose work has succeeded since (see :func:`done_since`)."""
+        if self.storage is None:
+            raise TypeError("DeadLetters needs the storage to tell what was done since")
+        return await done_since(self.storage, self.output_bucket, entries)
+
+    async def purge(self, which: Filter, *, done_only: bool = False) -> list[str]:
+        """Delete the selected entries for good (with ``done_only``, only those whose
+        work has succeeded since); returns their ids."""
         async with self._taken() as taken:
-            gone: list[str] = []
-            for message, entry in taken:
-                if which(entry):
-                    await message.ack()
-                    gone.append(entry.id)
-        return gone
+            chosen = [(m, e) for m, e in taken if which(e)]
+            if done_only:
+                ready = await self.done(e for _, e in chosen)
+                chosen = [(m, e) for m, e in chosen if e.id in ready]
+            for message, _ in chosen:
+                await message.ack()
+        return [e.id for _, e in chosen]
 
 
 HEADS = 16  # concurrent record HEADs when checking what was done since
@@ -305,14 +316,9 @@ async def done_since(storage: Storage, output_bucket: str, entries: Iterable[Ent
         inv = entry.invocation
         if inv is None:
             return None
-        key = (
-            names.job_result_key(inv.job_id)
-            if inv.job_id is not None
-            else names.result_key(inv.function, inv.event.key)
-        )
         async with limit:
             try:
-                record = await storage.head(output_bucket, key)
+                record = await storage.head(output_bucket, inv.record_key)
             except Unaddressable:
                 return None
         done = record is not None and Seen.of(record.metadata or {}).done(inv.event.revision)

@@ -26,6 +26,17 @@ class _Object:
     modified: datetime
 
 
+def precondition(what: str, held: str | None, if_match: str | None, *, if_absent: bool) -> None:
+    """Refuse a conditional write as S3 does; ``held`` is the object's etag (None: absent).
+
+    If-Match on a missing object is a 404 (ObjectGone), a mismatch a 412 (Superseded).
+    """
+    if if_match is not None and held is None:
+        raise ObjectGone(f"{what}: NoSuchKey")
+    if held is not None and (if_absent or (if_match is not None and held != if_match)):
+        raise Superseded(f"{what}: PreconditionFailed")
+
+
 class MemoryStorage:
     """A :class:`~runtime.core.seams.Storage` in a dict, with etags and optional versions."""
 
@@ -131,12 +142,9 @@ class MemoryStorage:
         """Store bytes or a stream of chunks; conditionally, as S3 does (412: Superseded)."""
         if isinstance(body, bytes | bytearray):
             held = self.objects.get((bucket, key))
-            if if_match is not None and held is None:
-                raise ObjectGone(f"PUT {bucket}/{key}: NoSuchKey")  # S3 answers 404 here
-            if (if_absent and held is not None) or (
-                if_match is not None and held is not None and held.etag != if_match
-            ):
-                raise Superseded(f"PUT {bucket}/{key}: PreconditionFailed")
+            precondition(
+                f"PUT {bucket}/{key}", held.etag if held else None, if_match, if_absent=if_absent
+            )
             data = bytes(body)
         elif if_match is not None or if_absent:
             raise TypeError("a conditional write takes a bytes body")

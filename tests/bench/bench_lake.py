@@ -26,7 +26,6 @@ import orjson
 
 from functions.lake import staging as to_staging
 from functions.lake.demo import write_orders
-from runtime.core.errors import Superseded
 from runtime.core.events import ObjectEvent
 from runtime.core.names import Queues
 from runtime.core.records import Invocation
@@ -34,6 +33,7 @@ from runtime.core.seams import Body, ObjectInfo
 from runtime.engine.outcome import Status
 from runtime.engine.worker import Worker
 from runtime.testing import Harness, MemoryPublisher
+from runtime.testing.memory import precondition
 
 MIB = 1024 * 1024
 ROUTE = to_staging.router.routes[0]
@@ -97,10 +97,9 @@ class DiskStorage:
         if_absent: bool = False,
     ) -> ObjectInfo:
         held = self.held.get(f"{bucket}/{key}")
-        if (if_absent and held is not None) or (
-            if_match is not None and (held is None or held.etag != if_match)
-        ):
-            raise Superseded(f"PUT {bucket}/{key}: PreconditionFailed")
+        precondition(
+            f"PUT {bucket}/{key}", held.etag if held else None, if_match, if_absent=if_absent
+        )
         size = len(body) if isinstance(body, bytes) else sum([len(c) async for c in body])
         self.written[f"{bucket}/{key}"] = size
         info = ObjectInfo(
